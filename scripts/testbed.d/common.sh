@@ -1,0 +1,54 @@
+# Shared helpers for scripts/testbed and scripts/setup (sourced, not run).
+# Everything expensive lives in $PINLESS_CACHE (outside the clone), keyed by version.
+
+PINLESS_CACHE=${PINLESS_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/pinless}
+TESTBED_D=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+REPO_ROOT=$(cd "$TESTBED_D/../.." && pwd)
+
+tb_log() { printf '[testbed %s] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
+tb_die() { printf 'testbed: error: %s\n' "$*" >&2; exit 2; }
+
+# apt-get with a private state directory for another Debian suite (sid), so that the
+# system's own apt setup is never touched. The mirror is whatever the system already uses.
+tb_sid_apt() {
+  local dir=$PINLESS_CACHE/apt-sid
+  mkdir -p "$dir/lists/partial" "$dir/archives/partial"
+  if [ ! -s "$dir/sources.list" ]; then
+    local uri
+    uri=$(awk '/^URIs:/{print $2; exit}' /etc/apt/sources.list.d/*.sources 2>/dev/null)
+    [ -n "$uri" ] || uri=$(awk '$1=="deb"{for(i=2;i<=NF;i++) if ($i ~ /^[a-z]+:\/\//) {print $i; exit}}' /etc/apt/sources.list 2>/dev/null)
+    [ -n "$uri" ] || tb_die "cannot find the system's Debian mirror in /etc/apt (needed to fetch sid kernels)"
+    printf 'deb [signed-by=/usr/share/keyrings/debian-archive-keyring.gpg] %s sid main\n' "$uri" >"$dir/sources.list"
+  fi
+  "$@" -o Dir::Etc::SourceList="$dir/sources.list" -o Dir::Etc::SourceParts=/dev/null \
+       -o Dir::State::Lists="$dir/lists" -o Dir::Cache::Archives="$dir/archives" \
+       -o Dir::State::status=/dev/null -o APT::Sandbox::User=root
+}
+
+# Refresh the private sid index at most once a day.
+tb_sid_update() {
+  local stamp=$PINLESS_CACHE/apt-sid/updated
+  if [ ! -f "$stamp" ] || [ -n "$(find "$stamp" -mmin +1440 2>/dev/null)" ]; then
+    tb_log "refreshing Debian sid package index (private apt dir)"
+    tb_sid_apt apt-get -qq update >/dev/null || tb_die "apt-get update for sid failed"
+    touch "$stamp"
+  fi
+}
+
+# Install Debian (bookworm) packages that are missing. Idempotent and quiet when all present.
+tb_apt_install() {
+  local missing=() p
+  for p in "$@"; do
+    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
+  done
+  [ ${#missing[@]} -eq 0 ] && return 0
+  tb_log "installing Debian packages: ${missing[*]}"
+  if [ ! -f "$PINLESS_CACHE/.apt-updated" ] || [ -n "$(find "$PINLESS_CACHE/.apt-updated" -mmin +1440 2>/dev/null)" ]; then
+    apt-get -qq update >/dev/null || tb_die "apt-get update failed"
+    mkdir -p "$PINLESS_CACHE" && touch "$PINLESS_CACHE/.apt-updated"
+  fi
+  DEBIAN_FRONTEND=noninteractive apt-get -qq install -y --no-install-recommends "${missing[@]}" >/dev/null \
+    || tb_die "apt-get install ${missing[*]} failed"
+}
+
+tb_sha() { sha256sum "$@" | sha256sum | cut -c1-12; }
