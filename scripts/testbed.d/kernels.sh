@@ -98,7 +98,7 @@ tb_setup_stock_kernel() {
   tb_apt_install kmod xz-utils zstd
   local dl=$PINLESS_CACHE/debs; mkdir -p "$dl"
   tb_log "downloading $pkg $ver (Debian bookworm, unpacked only, never installed)"
-  (cd "$dl" && apt-get -qq download "$pkg=$ver") || tb_die "download of $pkg failed"
+  (cd "$dl" && apt-get -qq -o APT::Sandbox::User=root download "$pkg=$ver") || tb_die "download of $pkg failed"
   rm -rf "$out" && mkdir -p "$out/root"
   dpkg -x "$dl/${pkg}_"*"${ver##*:}"*.deb "$out/root" 2>/dev/null || dpkg -x "$(ls "$dl/${pkg}"_*.deb | tail -1)" "$out/root"
   local kver; kver=$(ls "$out/root/lib/modules" | head -1)
