@@ -59,16 +59,19 @@ tb_setup_iommufd_kernel() {
   [ ${#missing[@]} -eq 0 ] || tb_die "kernel config lost required options: ${missing[*]} (see $bld/merge.log)"
   local jobs; jobs=$(nproc)
   tb_log "building bzImage with make -j$jobs (about 20 minutes on 2 cores; log: $bld/build.log)"
-  (
-    make -C "$src" O="$bld" -j"$jobs" bzImage >"$bld/build.log" 2>&1 &
-    local pid=$!
-    trap 'kill $pid 2>/dev/null' EXIT
-    while kill -0 $pid 2>/dev/null; do
-      sleep 60
-      kill -0 $pid 2>/dev/null && tb_log "  still building ($(( (SECONDS - t0) / 60 )) min; $(grep -c '^  CC' "$bld/build.log") files compiled)"
-    done
-    wait $pid
-  ) || { tail -20 "$bld/build.log" >&2; tb_die "kernel build failed; full log: $bld/build.log"; }
+  make -C "$src" O="$bld" -j"$jobs" bzImage >"$bld/build.log" 2>&1 &
+  local pid=$! rc=0
+  while kill -0 "$pid" 2>/dev/null; do
+    sleep 60
+    if kill -0 "$pid" 2>/dev/null; then
+      tb_log "  still building ($(( (SECONDS - t0) / 60 )) min; $(grep -c '^  CC' "$bld/build.log") files compiled)"
+    fi
+  done
+  wait "$pid" || rc=$?
+  if [ "$rc" != 0 ] || [ ! -s "$bld/arch/x86/boot/bzImage" ]; then
+    tail -20 "$bld/build.log" >&2
+    tb_die "kernel build failed (make exited $rc); full log: $bld/build.log"
+  fi
   mkdir -p "$out"
   cp "$bld/arch/x86/boot/bzImage" "$out/bzImage.tmp" && mv "$out/bzImage.tmp" "$out/bzImage"
   cp "$bld/.config" "$out/config"
