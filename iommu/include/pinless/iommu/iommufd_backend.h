@@ -1,0 +1,42 @@
+// IommufdBackend: DmaBackend over one iommufd IOAS (one guest physical address space,
+// shared by every device of the VM). Owns the IOAS ID; borrows the Iommufd context, which
+// must outlive it. IOVA = the caller's choice (always FIXED_IOVA: pinless never lets the
+// kernel pick). Heap-allocated so DmaMappings can point at it. Thread-compatible.
+#pragma once
+
+#include <memory>
+#include <vector>
+
+#include "pinless/iommu/dma_backend.h"
+#include "pinless/iommu/iommufd.h"
+
+namespace pinless::iommu {
+
+class IommufdBackend final : public DmaBackend {
+ public:
+  // Allocates a fresh IOAS in `ctx`.
+  static Result<std::unique_ptr<IommufdBackend>> create(Iommufd& ctx);
+
+  uint32_t ioas_id() const { return ioas_.id(); }
+  Iommufd& ctx() const { return ctx_; }
+
+  Status map(Iova iova, Hva hva, uint64_t size, Perm perm) override;
+  Status unmap(Iova iova, uint64_t size) override;
+  // IOMMU_IOAS_IOVA_RANGES; grows the array and retries when the kernel says EMSGSIZE.
+  Result<std::vector<Range<Iova>>> iova_ranges() override;
+  uint64_t mapped_bytes() const override { return mapped_bytes_; }
+  BackendKind kind() const override { return BackendKind::kIommufd; }
+
+  // IOMMU_IOAS_COPY: makes [src_iova, +size) of `src` (exactly one earlier MAP) visible at
+  // dst_iova here without pinning again. Counts toward mapped_bytes() of this IOAS.
+  Status copy_from(const IommufdBackend& src, Iova src_iova, Iova dst_iova, uint64_t size, Perm perm);
+  Status set_huge_pages(bool enable) { return ctx_.set_huge_pages(ioas_id(), enable); }
+
+ private:
+  IommufdBackend(Iommufd& ctx, IommufdObject ioas) : ctx_(ctx), ioas_(std::move(ioas)) {}
+  Iommufd& ctx_;
+  IommufdObject ioas_;
+  uint64_t mapped_bytes_ = 0;
+};
+
+}  // namespace pinless::iommu

@@ -1,0 +1,116 @@
+#include "pinless/iommu/fault_queue.h"
+
+#include <cerrno>
+#include <cstring>
+
+#include "pinless/base/log.h"
+#include "pinless/iommu/uapi/iommufd.h"
+
+namespace pinless::iommu {
+
+static_assert(FaultRecord::kLastPage == IOMMU_PGFAULT_FLAGS_LAST_PAGE);
+static_assert(FaultRecord::kPasidValid == IOMMU_PGFAULT_FLAGS_PASID_VALID);
+static_assert(FaultRecord::kPermRead == IOMMU_PGFAULT_PERM_READ);
+static_assert(FaultRecord::kPermWrite == IOMMU_PGFAULT_PERM_WRITE);
+static_assert(FaultRecord::kPermExec == IOMMU_PGFAULT_PERM_EXEC);
+static_assert(FaultRecord::kPermPriv == IOMMU_PGFAULT_PERM_PRIV);
+static_assert(static_cast<uint32_t>(FaultCode::kSuccess) == IOMMUFD_PAGE_RESP_SUCCESS);
+static_assert(static_cast<uint32_t>(FaultCode::kInvalid) == IOMMUFD_PAGE_RESP_INVALID);
+
+namespace {
+constexpr size_t kRec = sizeof(iommu_hwpt_pgfault);
+constexpr size_t kResp = sizeof(iommu_hwpt_page_response);
+}  // namespace
+
+FaultQueue::FaultQueue(Sys& sys, int fault_fd, FaultEngine& engine, DmaBackend& backend, Options opt)
+    : sys_(sys), fd_(fault_fd), engine_(engine), backend_(backend), opt_(opt) {
+  buf_.resize(opt_.batch_records * kRec);
+}
+
+Result<size_t> FaultQueue::read_batch() {
+  for (;;) {
+    ssize_t n = sys_.read(fd_, buf_.data(), buf_.size());
+    if (n == -EINVAL && buf_.size() < opt_.max_records * kRec) {
+      // The first queued group does not fit: the kernel only hands out whole groups.
+      buf_.resize(std::min(buf_.size() * 2, opt_.max_records * kRec));
+      continue;
+    }
+    if (n == -EAGAIN || n == 0) return 0;
+    if (n < 0) return fail("read", static_cast<int>(-n), "iommufd fault queue");
+    if (n % kRec != 0) return fail("read", EPROTO, "iommufd fault queue returned a partial record");
+    size_t count = static_cast<size_t>(n) / kRec;
+    records_.resize(count);
+    for (size_t i = 0; i < count; ++i) {
+      iommu_hwpt_pgfault raw;
+      std::memcpy(&raw, buf_.data() + i * kRec, kRec);
+      records_[i] = FaultRecord{raw.flags, raw.dev_id, raw.pasid, raw.grpid, raw.perm, Iova(raw.addr), raw.length, raw.cookie};
+    }
+    return count;
+  }
+}
+
+Status FaultQueue::answer(const std::vector<GroupResponse>& responses) {
+  out_.resize(responses.size() * kResp);
+  for (size_t i = 0; i < responses.size(); ++i) {
+    iommu_hwpt_page_response r{.cookie = responses[i].cookie, .code = static_cast<uint32_t>(responses[i].code)};
+    std::memcpy(out_.data() + i * kResp, &r, kResp);
+  }
+  size_t off = 0;
+  while (off < out_.size()) {
+    ssize_t n = sys_.write(fd_, out_.data() + off, out_.size() - off);
+    if (n > 0) {
+      off += static_cast<size_t>(n) - static_cast<size_t>(n) % kResp;
+      continue;
+    }
+    if (n == -EINVAL) {
+      // The kernel refused this response (unknown cookie: e.g. the device was detached and
+      // its groups auto-answered). The ones before it are done; skip it, answer the rest.
+      uint32_t cookie;
+      std::memcpy(&cookie, out_.data() + off, sizeof(cookie));
+      logger("iommu")->warn("fault response for cookie {} refused (EINVAL); skipping it", cookie);
+      off += kResp;
+      continue;
+    }
+    return fail("write", n < 0 ? static_cast<int>(-n) : EIO, "iommufd fault queue responses");
+  }
+  return {};
+}
+
+Result<FaultQueue::Drained> FaultQueue::on_readable() {
+  Drained d;
+  for (int i = 0; i < opt_.max_reads; ++i) {
+    size_t n = PINLESS_TRY(read_batch());
+    if (n == 0) return d;
+    d.reads++;
+    d.records += n;
+    engine_.plan(std::span<const FaultRecord>(records_.data(), n), plan_);
+    for (const auto& run : plan_.unmaps) {
+      if (auto st = backend_.unmap(run.iova, run.size); !st) {
+        logger("iommu")->error("reclaim: {}", st.error().message());
+        engine_.unmap_failed(run);
+      }
+    }
+    for (const auto& run : plan_.maps) {
+      if (auto st = backend_.map(run.iova, run.hva, run.size, run.perm); !st) {
+        logger("iommu")->error("fault map: {}", st.error().message());
+        engine_.map_failed(run);
+      }
+    }
+    engine_.finish(plan_);
+    d.groups += plan_.responses.size();
+    d.maps += plan_.maps.size();
+    d.unmaps += plan_.unmaps.size();
+    for (const auto& r : plan_.responses) d.invalid += (r.code != FaultCode::kSuccess);
+    PINLESS_TRY_VOID(answer(plan_.responses));
+  }
+  d.more = true;
+  return d;
+}
+
+void FaultQueue::unmap_all() {
+  for (const auto& run : engine_.take_all_windows()) {
+    if (auto st = backend_.unmap(run.iova, run.size); !st) logger("iommu")->error("teardown: {}", st.error().message());
+  }
+}
+
+}  // namespace pinless::iommu

@@ -1,0 +1,242 @@
+#include <doctest/doctest.h>
+
+#include <algorithm>
+#include <set>
+
+#include "pinless/iommu/fault_engine.h"
+
+using namespace pinless;
+using namespace pinless::iommu;
+
+namespace {
+
+constexpr uint64_t kBase = 0x100000;  // region: 1M .. 1M + 1M, 256 pages
+constexpr uint64_t kHva = 0x7f0000000000;
+
+FaultRegionSpec region(uint64_t premap, WindowPolicy policy = WindowPolicy::kForward, Perm perm = Perm::kReadWrite) {
+  FaultRegionSpec s;
+  s.name = "ram";
+  s.gpa = {Gpa(kBase), 256 * kPageSize};
+  s.hva = Hva(kHva);
+  s.premap_pages = premap;
+  s.policy = policy;
+  s.perm = perm;
+  return s;
+}
+
+FaultRecord rec(uint32_t cookie, uint64_t page, bool last = true, uint32_t perm = FaultRecord::kPermWrite,
+                uint32_t dev = 1) {
+  FaultRecord r;
+  r.flags = last ? FaultRecord::kLastPage : 0;
+  r.cookie = cookie;
+  r.dev_id = dev;
+  r.perm = perm;
+  r.addr = Iova(kBase + page * kPageSize);
+  return r;
+}
+
+// Runs a batch as the FaultQueue would, with every map succeeding.
+FaultPlan run(FaultEngine& e, std::vector<FaultRecord> records) {
+  FaultPlan plan;
+  e.plan(records, plan);
+  e.finish(plan);
+  return plan;
+}
+
+}  // namespace
+
+TEST_CASE("engine: one fault maps its window IOVA = GPA with the region's host address and perms") {
+  PinAccounting acct;
+  FaultEngine e(acct);
+  REQUIRE(e.add_region(region(16, WindowPolicy::kForward, Perm::kReadWrite)).value() == 0);
+  auto plan = run(e, {rec(5, 10)});
+  REQUIRE(plan.maps.size() == 1);
+  CHECK(plan.maps[0].iova == Iova(kBase + 10 * kPageSize));
+  CHECK(plan.maps[0].hva == Hva(kHva + 10 * kPageSize));
+  CHECK(plan.maps[0].size == 16 * kPageSize);
+  CHECK(plan.maps[0].perm == Perm::kReadWrite);
+  REQUIRE(plan.responses.size() == 1);
+  CHECK(plan.responses[0].cookie == 5);
+  CHECK(plan.responses[0].code == FaultCode::kSuccess);
+  CHECK(e.mapped(0).count_set() == 16);
+  CHECK(acct.region_bytes(0) == 16 * kPageSize);
+  CHECK(acct.devices().at(1).bytes_mapped == 16 * kPageSize);
+}
+
+TEST_CASE("engine: a page is never mapped twice; only the unmapped sub-runs of a window are mapped") {
+  PinAccounting acct;
+  FaultEngine e(acct);
+  e.add_region(region(16)).value();
+  run(e, {rec(1, 4)});    // pages 4..19
+  run(e, {rec(2, 24)});   // pages 24..39
+  auto plan = run(e, {rec(3, 0)});  // window 0..15: only 0..3 is unmapped
+  REQUIRE(plan.maps.size() == 1);
+  CHECK(plan.maps[0].first_page == 0);
+  CHECK(plan.maps[0].pages == 4);
+  plan = run(e, {rec(4, 18)});  // page 18 mapped already: nothing to map, still SUCCESS
+  CHECK(plan.maps.empty());
+  CHECK(plan.responses[0].code == FaultCode::kSuccess);
+  plan = run(e, {rec(5, 19 + 1)});  // window 20..35: 20..23 free, 24..35 mapped
+  REQUIRE(plan.maps.size() == 1);
+  CHECK(plan.maps[0].first_page == 20);
+  CHECK(plan.maps[0].pages == 4);
+  CHECK(e.mapped(0).count_set() == 40);
+  CHECK(acct.fault_bytes() == 40 * kPageSize);
+}
+
+TEST_CASE("engine: a batch of concurrent faults is coalesced into the fewest MAP calls, one response per group") {
+  PinAccounting acct;
+  FaultEngine e(acct);
+  e.add_region(region(8)).value();
+  // Four groups: 7 (two records), 8, 9 (same window as 8), 10 (adjacent window, out of order).
+  auto plan = run(e, {rec(7, 0, false), rec(7, 1, true), rec(8, 16), rec(9, 20), rec(10, 8)});
+  // Windows 0..7 (+1 is inside), 16..23 (20 inside), 8..15: all adjacent -> one MAP of 24 pages.
+  REQUIRE(plan.maps.size() == 1);
+  CHECK(plan.maps[0].first_page == 0);
+  CHECK(plan.maps[0].pages == 24);
+  std::vector<uint32_t> cookies;
+  for (auto& r : plan.responses) {
+    cookies.push_back(r.cookie);
+    CHECK(r.code == FaultCode::kSuccess);
+  }
+  CHECK(cookies == std::vector<uint32_t>{7, 8, 9, 10});
+  CHECK(e.window_count() == 1);  // reclaimed as one unit later, matching the one MAP
+  CHECK(e.stats().groups == 4);
+  CHECK(e.stats().records == 5);
+}
+
+TEST_CASE("engine: a group ends at LAST_PAGE even if the next group reuses nothing but the cookie") {
+  PinAccounting acct;
+  FaultEngine e(acct);
+  e.add_region(region(1)).value();
+  auto plan = run(e, {rec(3, 0, true), rec(3, 1, true)});
+  CHECK(plan.responses.size() == 2);
+}
+
+TEST_CASE("engine: faults outside every region or with a forbidden permission are INVALID and map nothing") {
+  PinAccounting acct;
+  FaultEngine e(acct);
+  e.add_region(region(4, WindowPolicy::kForward, Perm::kRead)).value();
+  FaultRecord outside = rec(1, 0);
+  outside.addr = Iova(0xfee00000);
+  FaultRecord below = rec(2, 0, true, FaultRecord::kPermRead);
+  below.addr = Iova(kBase - 1);
+  FaultRecord write = rec(3, 5, true, FaultRecord::kPermWrite);
+  FaultRecord read = rec(4, 5, true, FaultRecord::kPermRead);
+  auto plan = run(e, {outside, below, write});
+  CHECK(plan.maps.empty());
+  REQUIRE(plan.responses.size() == 3);
+  for (auto& r : plan.responses) CHECK(r.code == FaultCode::kInvalid);
+  CHECK(e.mapped(0).count_set() == 0);
+  plan = run(e, {read});
+  CHECK(plan.responses[0].code == FaultCode::kSuccess);
+  CHECK(plan.maps[0].perm == Perm::kRead);
+  CHECK(acct.devices().at(1).invalid == 3);
+}
+
+TEST_CASE("engine: one bad record makes its whole group INVALID") {
+  PinAccounting acct;
+  FaultEngine e(acct);
+  e.add_region(region(1)).value();
+  FaultRecord bad = rec(6, 0, true);
+  bad.addr = Iova(0x10);
+  auto plan = run(e, {rec(6, 3, false), bad, rec(7, 9)});
+  REQUIRE(plan.responses.size() == 2);
+  CHECK(plan.responses[0].code == FaultCode::kInvalid);
+  CHECK(plan.responses[1].code == FaultCode::kSuccess);
+}
+
+TEST_CASE("engine: a failed MAP rolls back bits and charge, and its groups become INVALID") {
+  PinAccounting acct;
+  FaultEngine e(acct);
+  e.add_region(region(4)).value();
+  FaultPlan plan;
+  std::vector<FaultRecord> batch{rec(1, 0), rec(2, 100)};
+  e.plan(batch, plan);
+  REQUIRE(plan.maps.size() == 2);
+  e.map_failed(plan.maps[1]);
+  e.finish(plan);
+  CHECK(plan.responses[0].code == FaultCode::kSuccess);
+  CHECK(plan.responses[1].code == FaultCode::kInvalid);
+  CHECK(e.mapped(0).count_set() == 4);
+  CHECK(acct.fault_bytes() == 4 * kPageSize);
+  CHECK(e.window_count() == 1);
+  // The page faults again later and is mapped then.
+  auto again = run(e, {rec(3, 100)});
+  CHECK(again.maps.size() == 1);
+  CHECK(again.responses[0].code == FaultCode::kSuccess);
+}
+
+TEST_CASE("engine: over the pin limit, the least recently faulted window is reclaimed first") {
+  PinAccounting acct(12 * kPageSize);
+  FaultEngine e(acct);
+  e.add_region(region(4)).value();
+  run(e, {rec(1, 0)});   // A: 0..3
+  run(e, {rec(2, 10)});  // B: 10..13
+  run(e, {rec(3, 20)});  // C: 20..23 -> at the limit
+  run(e, {rec(4, 1)});   // touch A: now B is the coldest
+  auto plan = run(e, {rec(5, 30)});
+  REQUIRE(plan.unmaps.size() == 1);
+  CHECK(plan.unmaps[0].first_page == 10);
+  CHECK(plan.unmaps[0].size == 4 * kPageSize);
+  REQUIRE(plan.maps.size() == 1);
+  CHECK(plan.maps[0].first_page == 30);
+  CHECK(plan.responses[0].code == FaultCode::kSuccess);
+  CHECK(acct.total() == 12 * kPageSize);
+  CHECK_FALSE(e.mapped(0).test(10));
+  CHECK(e.stats().reclaims == 1);
+  // The reclaimed page faults again when the device touches it.
+  plan = run(e, {rec(6, 11)});
+  CHECK(plan.maps.size() == 1);
+  CHECK(plan.unmaps.size() == 1);
+  CHECK(plan.unmaps[0].first_page == 20);  // C is now the coldest
+}
+
+TEST_CASE("engine: when nothing cold is left the window shrinks to what fits, then INVALID") {
+  PinAccounting acct(5 * kPageSize);
+  acct.charge_static(2 * kPageSize);  // statically pinned RAM counts toward the cap
+  FaultEngine e(acct);
+  e.add_region(region(4)).value();
+  // The first window wants 4 pages, 3 fit; the second group finds no room, and windows
+  // faulted in this same batch are never reclaimed for it.
+  auto plan = run(e, {rec(1, 0), rec(2, 50)});
+  REQUIRE(plan.responses.size() == 2);
+  CHECK(plan.responses[0].code == FaultCode::kSuccess);
+  CHECK(plan.responses[1].code == FaultCode::kInvalid);
+  CHECK(acct.total() == 5 * kPageSize);
+  CHECK(e.mapped(0).all_set(0, 3));
+  CHECK_FALSE(e.mapped(0).test(3));
+  CHECK_FALSE(e.mapped(0).test(50));
+  CHECK(e.stats().over_limit == 1);
+  // Next batch: the old window is cold now and makes room.
+  plan = run(e, {rec(3, 50)});
+  REQUIRE(plan.unmaps.size() == 1);
+  CHECK(plan.unmaps[0].first_page == 0);
+  CHECK(plan.responses[0].code == FaultCode::kSuccess);
+  CHECK(e.mapped(0).test(50));
+  CHECK(acct.total() <= 5 * kPageSize);
+}
+
+TEST_CASE("engine: regions must be aligned and disjoint") {
+  PinAccounting acct;
+  FaultEngine e(acct);
+  auto s = region(1);
+  REQUIRE(e.add_region(s));
+  CHECK_FALSE(e.add_region(s));  // overlap
+  s.gpa = {Gpa(0x40000123), kPageSize};
+  CHECK_FALSE(e.add_region(s));
+  s.gpa = {Gpa(0x40000000), kPageSize};
+  s.premap_pages = 0;
+  CHECK_FALSE(e.add_region(s));
+}
+
+TEST_CASE("engine: take_all_windows returns every mapped window exactly and releases the charge") {
+  PinAccounting acct;
+  FaultEngine e(acct);
+  e.add_region(region(2)).value();
+  run(e, {rec(1, 0), rec(2, 9)});
+  auto runs = e.take_all_windows();
+  CHECK(runs.size() == 2);
+  CHECK(acct.fault_bytes() == 0);
+  CHECK(e.mapped(0).count_set() == 0);
+}
