@@ -29,6 +29,13 @@ size_t FakeSys::count_what(const std::string& what) const {
   return n;
 }
 
+void* FakeSys::mapping_of_size(size_t len) const {
+  for (const auto& [addr, size] : mappings_) {
+    if (size == len) return addr;
+  }
+  return nullptr;
+}
+
 int FakeSys::new_fd() {
   int fd = next_fd_++;
   open_[fd] = "";

@@ -48,6 +48,8 @@ class FakeSys : public Sys {
   size_t open_fds() const { return open_.size(); }
   // Anonymous mappings handed out and not yet unmapped.
   size_t live_mappings() const { return mappings_.size(); }
+  // A live mapping of exactly `len` bytes (e.g. a vCPU's kvm_run), or nullptr.
+  void* mapping_of_size(size_t len) const;
   int new_fd();
 
   int open(const char* path, int flags, mode_t mode) override;

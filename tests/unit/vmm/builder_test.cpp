@@ -1,0 +1,147 @@
+// The whole builder against a scripted KVM: a synthetic bzImage boots, the "guest" (the
+// KVM_RUN script) writes a boot marker, console output and an exit status, then powers off
+// through ACPI. Checks the exit status, the console file, the timeline and the boot state.
+#include <doctest/doctest.h>
+#include <asm/bootparam.h>
+#include "pinless/base/linux_kvm.h"
+#include <unistd.h>
+
+#include <cstring>
+#include <fstream>
+#include <mutex>
+#include <sstream>
+#include <vector>
+
+#include "../../../vmm/src/builder.h"  // builder.h is private to vmm/src
+#include "fakes/fake_sys.h"
+#include "pinless/vmm/layout.h"
+
+using namespace pinless;
+using namespace pinless::vmm;
+using pinless::testing::FakeSys;
+
+namespace {
+std::string temp_path(const char* stem) {
+  char tmpl[64];
+  std::snprintf(tmpl, sizeof(tmpl), "/tmp/pinless-%s-XXXXXX", stem);
+  int fd = ::mkstemp(tmpl);
+  REQUIRE(fd >= 0);
+  ::close(fd);
+  return tmpl;
+}
+
+std::string write_bzimage() {
+  setup_header h{};
+  h.setup_sects = 4;
+  h.boot_flag = 0xaa55;
+  h.header = 0x53726448;
+  h.version = 0x020f;
+  h.kernel_alignment = 0x200000;
+  h.relocatable_kernel = 1;
+  h.xloadflags = XLF_KERNEL_64;
+  h.cmdline_size = 2047;
+  h.initrd_addr_max = 0x7fffffff;
+  h.pref_address = 0x1000000;
+  h.init_size = 0x1000000;
+  std::vector<uint8_t> img(5 * 512 + 4096, 0x90);
+  std::memcpy(img.data() + 0x1f1, &h, sizeof(h));
+  img[0x201] = 0x6a;
+  std::string path = temp_path("kernel");
+  std::ofstream(path, std::ios::binary).write(reinterpret_cast<char*>(img.data()), std::streamsize(img.size()));
+  return path;
+}
+
+struct Out {
+  uint16_t port;
+  uint8_t value;
+};
+}  // namespace
+
+TEST_CASE("builder boots a scripted guest to poweroff and exits with its status") {
+  FakeSys sys;
+  sys.on_open("/dev/kvm");
+  auto ok = [](int, unsigned long, void*) { return 0; };
+  sys.on_ioctl(KVM_GET_API_VERSION, [](int, unsigned long, void*) { return 12; });
+  sys.on_ioctl(KVM_CHECK_EXTENSION, [](int, unsigned long, void*) { return 1; });
+  sys.on_ioctl(KVM_GET_VCPU_MMAP_SIZE, [](int, unsigned long, void*) { return 8192; });
+  sys.on_ioctl(KVM_CREATE_VM, [&](int, unsigned long, void*) { return sys.new_fd(); });
+  sys.on_ioctl(KVM_CREATE_VCPU, [&](int, unsigned long, void*) { return sys.new_fd(); });
+  for (unsigned long r : std::initializer_list<unsigned long>{
+           KVM_SET_TSS_ADDR, KVM_SET_IDENTITY_MAP_ADDR, KVM_CREATE_IRQCHIP, KVM_CREATE_PIT2,
+           KVM_SET_USER_MEMORY_REGION, KVM_IRQ_LINE, KVM_SET_CPUID2, KVM_GET_LAPIC, KVM_SET_LAPIC,
+           KVM_GET_SREGS, KVM_SET_SREGS, KVM_SET_FPU}) {
+    sys.on_ioctl(r, ok);
+  }
+  sys.on_ioctl(KVM_GET_SUPPORTED_CPUID, [](int, unsigned long, void* a) {
+    auto* c = static_cast<kvm_cpuid2*>(a);
+    c->nent = 1;
+    c->entries[0].function = 1;
+    return 0;
+  });
+  sys.on_ioctl(KVM_SET_MSRS, [](int, unsigned long, void* a) { return int(static_cast<kvm_msrs*>(a)->nmsrs); });
+  kvm_regs regs{};
+  sys.on_ioctl(KVM_SET_REGS, [&](int, unsigned long, void* a) { regs = *static_cast<kvm_regs*>(a); return 0; });
+  std::vector<kvm_userspace_memory_region> slots;
+  sys.on_ioctl(KVM_SET_USER_MEMORY_REGION, [&](int, unsigned long, void* a) {
+    slots.push_back(*static_cast<kvm_userspace_memory_region*>(a));
+    return 0;
+  });
+
+  // The guest: boot marker, "hi\n" on COM1, status 5, ACPI S5 (SLP_TYP 5 | SLP_EN).
+  const std::vector<Out> script = {{0xf4, 0x01}, {0x3f8, 'h'}, {0x3f8, 'i'}, {0x3f8, '\n'},
+                                   {0xf5, 5},    {0x3c0, (5 << 2) | 0x20}};
+  size_t step = 0;
+  uint8_t* run_base = nullptr;
+  sys.on_ioctl(KVM_RUN, [&](int, unsigned long, void*) {
+    // The kvm_run mapping is the one mmap of 8192 bytes handed out for the vCPU.
+    REQUIRE(run_base != nullptr);
+    if (step >= script.size()) return -EINTR;
+    auto* run = reinterpret_cast<kvm_run*>(run_base);
+    run->exit_reason = KVM_EXIT_IO;
+    run->io.direction = KVM_EXIT_IO_OUT;
+    run->io.port = script[step].port;
+    run->io.size = 1;
+    run->io.count = 1;
+    run->io.data_offset = 4096;
+    run_base[4096] = script[step].value;
+    ++step;
+    return 0;
+  });
+
+  VmConfig config;
+  config.kernel = write_bzimage();
+  config.memory.size = 64 * kMiB;
+  config.serial = VmConfig::Serial::kFile;
+  config.serial_file = temp_path("console");
+  Timeline timeline;
+
+  // KVM_GET_LAPIC comes after the vCPU's kvm_run mmap: find that mapping by its size.
+  sys.on_ioctl(KVM_GET_LAPIC, [&](int, unsigned long, void*) {
+    run_base = static_cast<uint8_t*>(sys.mapping_of_size(8192));
+    return 0;
+  });
+  auto r = build_and_run(config, timeline, sys);
+  REQUIRE_MESSAGE(r.has_value(), r.error().message());
+  CHECK(*r == 5);
+  CHECK(step == script.size());
+  CHECK(regs.rip == 0x100200);
+  CHECK(regs.rsi == 0x7000);
+  REQUIRE(slots.size() == 1);
+  CHECK(slots[0].memory_size == 64 * kMiB);
+
+  std::stringstream console;
+  console << std::ifstream(config.serial_file).rdbuf();
+  CHECK(console.str() == "hi\n");
+
+  auto boot = timeline.find("guest_boot_complete");
+  auto first = timeline.find("first_kvm_run");
+  auto shutdown = timeline.find("guest_shutdown");
+  REQUIRE(boot);
+  REQUIRE(first);
+  REQUIRE(shutdown);
+  CHECK(*first <= *boot);
+  CHECK(*boot <= *shutdown);
+  for (const char* e : {"memory_ready", "kernel_loaded", "devices_ready"}) CHECK_MESSAGE(timeline.find(e), e);
+  ::unlink(config.kernel.c_str());
+  ::unlink(config.serial_file.c_str());
+}

@@ -1,0 +1,129 @@
+#include <doctest/doctest.h>
+#include <unistd.h>
+
+#include <cstdlib>
+#include <fstream>
+#include <string>
+#include <vector>
+
+#include "pinless/vmm/cli/config.h"
+
+using namespace pinless;
+using namespace pinless::vmm;
+using Action = CliResult::Action;
+
+namespace {
+const HostLimits kHost{8 * kGiB};
+
+// A real file to pass as --kernel / --initrd.
+struct TempFile {
+  std::string path;
+  TempFile() {
+    char tmpl[] = "/tmp/pinless-cli-XXXXXX";
+    int fd = ::mkstemp(tmpl);
+    REQUIRE(fd >= 0);
+    REQUIRE(::write(fd, "x", 1) == 1);
+    ::close(fd);
+    path = tmpl;
+  }
+  ~TempFile() { ::unlink(path.c_str()); }
+};
+
+CliResult parse(std::vector<std::string> args) { return parse_cli(args, kHost); }
+
+std::string error_of(std::vector<std::string> args) {
+  auto r = parse(std::move(args));
+  REQUIRE(r.action == Action::kError);
+  CHECK(r.text.find('\n') == std::string::npos);  // one line
+  return r.text;
+}
+}  // namespace
+
+TEST_CASE("defaults: 1 vCPU, 512M, stdio serial, documented cmdline, no timeline") {
+  TempFile k;
+  auto r = parse({"run", "--kernel", k.path});
+  REQUIRE(r.action == Action::kRun);
+  CHECK(r.config.kernel == k.path);
+  CHECK(r.config.cpus == 1);
+  CHECK(r.config.memory.size == 512 * kMiB);
+  CHECK_FALSE(r.config.memory.hugepages);
+  CHECK(r.config.cmdline == "console=ttyS0 reboot=k panic=-1 quiet");
+  CHECK(r.config.serial == VmConfig::Serial::kStdio);
+  CHECK_FALSE(r.config.timeline);
+  CHECK(r.config.log_level == "warn");
+}
+
+TEST_CASE("every option parses") {
+  TempFile k, i;
+  auto r = parse({"run", "--kernel", k.path, "--initrd", i.path, "--cmdline", "console=ttyS0 x",
+                  "--cpus", "4", "--memory", "size=2G,hugepages=on", "--serial",
+                  "file=/tmp/console.log", "--timeline=/tmp/t.json", "--log-level", "debug"});
+  REQUIRE(r.action == Action::kRun);
+  CHECK(r.config.initrd == i.path);
+  CHECK(r.config.cmdline == "console=ttyS0 x");
+  CHECK(r.config.cpus == 4);
+  CHECK(r.config.memory.size == 2 * kGiB);
+  CHECK(r.config.memory.hugepages);
+  CHECK(r.config.serial == VmConfig::Serial::kFile);
+  CHECK(r.config.serial_file == "/tmp/console.log");
+  CHECK(r.config.timeline);
+  CHECK(r.config.timeline_file == "/tmp/t.json");
+  CHECK(r.config.log_level == "debug");
+}
+
+TEST_CASE("--timeline without a value means stderr; --memory accepts a bare size and thp") {
+  TempFile k;
+  auto r = parse({"run", "--kernel", k.path, "--timeline", "--memory", "1G,thp=on", "--serial", "off"});
+  REQUIRE(r.action == Action::kRun);
+  CHECK(r.config.timeline);
+  CHECK(r.config.timeline_file.empty());
+  CHECK(r.config.memory.size == kGiB);
+  CHECK(r.config.memory.thp);
+  CHECK(r.config.serial == VmConfig::Serial::kOff);
+}
+
+TEST_CASE("bad --memory values name the problem and the fix") {
+  TempFile k;
+  auto mem = [&](const std::string& v) { return error_of({"run", "--kernel", k.path, "--memory", v}); };
+  CHECK(mem("size=1G,huge=on").find("unknown key 'huge'") != std::string::npos);
+  CHECK(mem("size=lots").find("does not parse") != std::string::npos);
+  CHECK(mem("size=32M").find("at least 64M") != std::string::npos);
+  CHECK(mem("size=16G").find("this host's 8G") != std::string::npos);
+  CHECK(mem("size=65M").find("multiple of 2M") != std::string::npos);
+  CHECK(mem("size=1G,hugepages=yes").find("hugepages=on") != std::string::npos);
+  CHECK(mem("hugepages=on").find("no size") != std::string::npos);
+  CHECK(mem("size=1G,hugepages=on,thp=on").find("pick one") != std::string::npos);
+}
+
+TEST_CASE("bad --cpus, --serial, --log-level and files") {
+  TempFile k;
+  CHECK(error_of({"run", "--kernel", k.path, "--cpus", "0"}).find("between 1 and 64") != std::string::npos);
+  CHECK(error_of({"run", "--kernel", k.path, "--cpus", "65"}).find("between 1 and 64") != std::string::npos);
+  CHECK(error_of({"run", "--kernel", k.path, "--cpus", "two"}).find("cpus") != std::string::npos);
+  CHECK(error_of({"run", "--kernel", k.path, "--serial", "tcp"}).find("stdio, file=PATH or off") != std::string::npos);
+  CHECK(error_of({"run", "--kernel", k.path, "--serial", "file="}).find("file=PATH") != std::string::npos);
+  CHECK(error_of({"run", "--kernel", k.path, "--log-level", "loud"}).find("log-level") != std::string::npos);
+  auto missing = error_of({"run", "--kernel", "/nonexistent/bzImage"});
+  CHECK(missing.find("/nonexistent/bzImage") != std::string::npos);
+  CHECK(missing.find("no such file") != std::string::npos);
+  CHECK(error_of({"run", "--kernel", k.path, "--initrd", "/nonexistent/initrd"}).find("--initrd") != std::string::npos);
+  CHECK(error_of({"run"}).find("--kernel") != std::string::npos);
+  CHECK(error_of({"run", "--kernel", k.path, "--bogus"}).find("--bogus") != std::string::npos);
+}
+
+TEST_CASE("help and version") {
+  auto top = parse({"--help"});
+  CHECK(top.action == Action::kHelp);
+  CHECK(top.text.find("run") != std::string::npos);
+  auto none = parse({});
+  CHECK(none.action == Action::kHelp);
+  auto run = parse({"run", "--help"});
+  CHECK(run.action == Action::kHelp);
+  for (const char* opt : {"--kernel", "--initrd", "--cmdline", "--cpus", "--memory", "--serial",
+                          "--timeline", "--log-level", "console=ttyS0 reboot=k panic=-1 quiet"}) {
+    CHECK_MESSAGE(run.text.find(opt) != std::string::npos, opt);
+  }
+  auto v = parse({"--version"});
+  CHECK(v.action == Action::kVersion);
+  CHECK(v.text.rfind("pinless ", 0) == 0);
+}

@@ -1,0 +1,55 @@
+// VmConfig: everything `pinless run` needs, as plain data, and the command-line parser that
+// produces it. Parsing is a pure function of the arguments and the host limits (unit-tested);
+// every bad input yields one line naming the problem and the fix. Thread-compatible values.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "pinless/base/types.h"
+#include "pinless/vmm/memory/guest_memory.h"
+
+namespace pinless::vmm {
+
+constexpr const char* kDefaultCmdline = "console=ttyS0 reboot=k panic=-1 quiet";
+constexpr uint64_t kDefaultMemory = 512 * kMiB;
+constexpr uint64_t kMinMemory = 64 * kMiB;
+constexpr uint32_t kMaxCpus = 64;
+
+struct VmConfig {
+  enum class Serial { kStdio, kFile, kOff };
+
+  std::string kernel;
+  std::string initrd;  // empty = none
+  std::string cmdline = kDefaultCmdline;
+  uint32_t cpus = 1;
+  MemoryConfig memory{kDefaultMemory, false, false};
+  Serial serial = Serial::kStdio;
+  std::string serial_file;
+  bool timeline = false;
+  std::string timeline_file;  // empty = stderr
+  std::string log_level = "warn";
+};
+
+struct HostLimits {
+  uint64_t memory_bytes = 0;  // physical RAM of the host
+};
+// The running host's limits (sysconf).
+HostLimits host_limits();
+
+struct CliResult {
+  enum class Action { kRun, kHelp, kVersion, kError };
+  Action action = Action::kError;
+  VmConfig config;   // kRun
+  std::string text;  // kHelp: the help text; kError: the one-line error
+};
+
+// `args` excludes argv[0]. Never prints, never exits.
+CliResult parse_cli(const std::vector<std::string>& args, const HostLimits& host);
+
+// Parses the value of --memory ("size=S[,hugepages=on|off][,thp=on|off]" or just "S").
+// Returns an empty string on success, else the error line.
+std::string parse_memory_option(const std::string& value, const HostLimits& host, MemoryConfig* out);
+
+}  // namespace pinless::vmm

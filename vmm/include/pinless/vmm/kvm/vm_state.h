@@ -1,0 +1,53 @@
+// VmState: how the VM ends. Devices (ACPI PM, i8042, debug port), vCPU threads and the
+// signal handling of the main thread report outcomes here; the first outcome wins, sets the
+// VM-wide stop flag that vCPU loops check before each KVM_RUN, and wakes the main thread via
+// an eventfd. exit_status() maps the outcome to docs/guest-abi.md. Thread-safe.
+#pragma once
+
+#include <atomic>
+#include <cstdint>
+#include <mutex>
+#include <optional>
+#include <string>
+
+#include "pinless/base/fd.h"
+
+namespace pinless::vmm {
+
+class VmState {
+ public:
+  enum class Outcome { kRunning, kPowerOff, kReset, kCrash, kSignal, kFailed };
+
+  // `wake_fd`: an eventfd the main thread polls (may be invalid in tests). Owned.
+  explicit VmState(UniqueFd wake_fd = UniqueFd()) : wake_fd_(std::move(wake_fd)) {}
+
+  // Guest wrote `status` to port 0xf5 (the last write before poweroff counts).
+  void set_guest_status(uint8_t status);
+  void power_off(std::string cause = "guest powered off");
+  void reset(std::string cause);
+  void crash(std::string cause);
+  void interrupted(int signo);
+  // pinless itself failed on a vCPU thread (e.g. KVM_RUN returned an unexpected errno).
+  void fail(std::string message);
+
+  bool stopping() const { return stop_.load(std::memory_order_acquire); }
+  Outcome outcome() const;
+  std::string cause() const;
+  std::optional<uint8_t> guest_status() const;
+  int wake_fd() const { return wake_fd_.get(); }
+  // 0 / N (poweroff), 2 (reset), 3 (crash), 1 (pinless failed), 128 + signo (signal).
+  int exit_status() const;
+
+ private:
+  void finish(Outcome outcome, std::string cause, int signo = 0);
+
+  mutable std::mutex mu_;
+  std::atomic<bool> stop_{false};
+  Outcome outcome_ = Outcome::kRunning;
+  std::string cause_;
+  std::optional<uint8_t> guest_status_;
+  int signo_ = 0;
+  UniqueFd wake_fd_;
+};
+
+}  // namespace pinless::vmm

@@ -1,0 +1,185 @@
+#include "pinless/vmm/cli/config.h"
+
+#include <unistd.h>
+
+#include <CLI/CLI.hpp>
+#include <algorithm>
+#include <sstream>
+
+#include "pinless/base/size.h"
+#include "pinless/vmm/version.h"
+
+namespace pinless::vmm {
+namespace {
+
+std::vector<std::string> split(const std::string& s, char sep) {
+  std::vector<std::string> out;
+  std::string cur;
+  std::istringstream in(s);
+  while (std::getline(in, cur, sep)) out.push_back(cur);
+  if (!s.empty() && s.back() == sep) out.emplace_back();
+  return out;
+}
+
+// "on"/"off" -> bool; anything else is an error line.
+std::string parse_switch(const std::string& key, const std::string& value, bool* out) {
+  if (value == "on") {
+    *out = true;
+  } else if (value == "off") {
+    *out = false;
+  } else {
+    return "--memory: " + key + "=" + value + " is not on or off; write " + key + "=on";
+  }
+  return "";
+}
+
+std::string check_readable(const std::string& what, const std::string& path) {
+  if (::access(path.c_str(), R_OK) == 0) return "";
+  int e = errno;
+  if (e == ENOENT) return "--" + what + " " + path + ": no such file; check the path";
+  return "--" + what + " " + path + ": cannot read it (" + std::strerror(e) +
+         "); fix its permissions";
+}
+
+}  // namespace
+
+HostLimits host_limits() {
+  long pages = ::sysconf(_SC_PHYS_PAGES);
+  long page = ::sysconf(_SC_PAGESIZE);
+  return HostLimits{pages > 0 && page > 0 ? uint64_t(pages) * uint64_t(page) : 0};
+}
+
+std::string parse_memory_option(const std::string& value, const HostLimits& host, MemoryConfig* out) {
+  MemoryConfig m{0, false, false};
+  bool have_size = false;
+  for (const auto& item : split(value, ',')) {
+    auto eq = item.find('=');
+    std::string key = eq == std::string::npos ? "" : item.substr(0, eq);
+    std::string val = eq == std::string::npos ? item : item.substr(eq + 1);
+    if (key.empty() && !have_size && !item.empty() && eq == std::string::npos) key = "size";
+    if (key == "size") {
+      auto size = parse_size(val);
+      if (!size) return "--memory: size '" + val + "' does not parse; write a size like 512M or 4G";
+      m.size = *size;
+      have_size = true;
+    } else if (key == "hugepages") {
+      if (auto e = parse_switch(key, val, &m.hugepages); !e.empty()) return e;
+    } else if (key == "thp") {
+      if (auto e = parse_switch(key, val, &m.thp); !e.empty()) return e;
+    } else {
+      return "--memory: unknown key '" + (key.empty() ? item : key) +
+             "'; the keys are size, hugepages and thp (e.g. size=1G,hugepages=on)";
+    }
+  }
+  if (!have_size) return "--memory: no size given; write size=512M";
+  if (m.size < kMinMemory) {
+    return "--memory: " + format_size(m.size) + " is too little; give the guest at least 64M";
+  }
+  if (m.size % GuestMemory::kHugePageSize != 0) {
+    return "--memory: " + format_size(m.size) + " is not a multiple of 2M; round it to 2M";
+  }
+  if (host.memory_bytes != 0 && m.size > host.memory_bytes) {
+    return "--memory: " + format_size(m.size) + " is more than this host's " +
+           format_size(host.memory_bytes) + " of RAM; give the guest less";
+  }
+  if (m.hugepages && m.thp) {
+    return "--memory: hugepages=on and thp=on exclude each other; pick one";
+  }
+  *out = m;
+  return "";
+}
+
+CliResult parse_cli(const std::vector<std::string>& args, const HostLimits& host) {
+  CliResult result;
+  VmConfig cfg;
+  CLI::App app{"pinless: a minimal KVM virtual machine monitor", "pinless"};
+  app.set_version_flag("--version", version_string());
+  app.require_subcommand(0, 1);
+  CLI::App* run = app.add_subcommand("run", "Boot a Linux kernel in a new VM and wait for it to end");
+  run->add_option("--kernel", cfg.kernel, "bzImage or uncompressed ELF vmlinux (required)")->required();
+  run->add_option("--initrd", cfg.initrd, "initramfs to load high in guest RAM");
+  run->add_option("--cmdline", cfg.cmdline, "kernel command line")->default_str(kDefaultCmdline);
+  int64_t cpus = 1;
+  run->add_option("--cpus", cpus, "number of vCPUs, 1..64 (and at most the host KVM's limit)")
+      ->default_str("1");
+  std::string memory;
+  run->add_option("--memory", memory,
+                  "guest RAM: size=S[,hugepages=on][,thp=on]; S like 512M or 4G, at least 64M, "
+                  "a multiple of 2M. hugepages=on backs it with 2M hugetlbfs pages, thp=on "
+                  "asks for transparent huge pages")
+      ->default_str("size=512M");
+  std::string serial = "stdio";
+  run->add_option("--serial", serial, "COM1 (ttyS0) output: stdio, file=PATH or off (no UART)")
+      ->default_str("stdio");
+  auto* timeline = run->add_option("--timeline", cfg.timeline_file,
+                                   "print the startup timeline as JSON to stderr, or with "
+                                   "--timeline=FILE write it to FILE (docs/timeline.md)")
+                       ->expected(0, 1);
+  run->add_option("--log-level", cfg.log_level, "error, warn, info, debug or trace")
+      ->default_str("warn")
+      ->check(CLI::IsMember({"error", "warn", "info", "debug", "trace"}));
+  const char* exit_status_text =
+      "Exit status of 'pinless run': the status the guest wrote to port 0xf5 before powering\n"
+      "off (0 if none), 1 if pinless failed, 2 if the guest reset (reboot, triple fault,\n"
+      "panic), 3 if KVM reported a guest crash, 128+N if stopped by signal N (SIGINT/SIGTERM\n"
+      "stop the VM cleanly).";
+  app.footer(exit_status_text);
+  run->footer(std::string("The guest's debug port 0xf4/0xf5 and power paths follow docs/guest-abi.md.\n") +
+              exit_status_text);
+
+  std::vector<std::string> reversed(args.rbegin(), args.rend());  // CLI11 parses from the back
+  try {
+    app.parse(reversed);
+  } catch (const CLI::CallForHelp&) {
+    result.action = CliResult::Action::kHelp;
+    result.text = (run->parsed() ? run->help() : app.help());
+    return result;
+  } catch (const CLI::CallForVersion&) {
+    result.action = CliResult::Action::kVersion;
+    result.text = std::string(version_string()) + "\n";
+    return result;
+  } catch (const CLI::ParseError& e) {
+    result.text = e.what();
+    if (result.text.find("run") == std::string::npos && run->parsed()) result.text = "run: " + result.text;
+    return result;
+  }
+  if (!run->parsed()) {
+    result.action = CliResult::Action::kHelp;
+    result.text = app.help();
+    return result;
+  }
+  auto error = [&](std::string text) {
+    result.action = CliResult::Action::kError;
+    result.text = std::move(text);
+    return result;
+  };
+  if (cpus < 1 || cpus > int64_t(kMaxCpus)) {
+    return error("--cpus " + std::to_string(cpus) + ": give between 1 and 64 vCPUs");
+  }
+  cfg.cpus = uint32_t(cpus);
+  if (!memory.empty()) {
+    if (auto e = parse_memory_option(memory, host, &cfg.memory); !e.empty()) return error(e);
+  } else if (host.memory_bytes != 0 && cfg.memory.size > host.memory_bytes) {
+    return error("--memory: the default 512M is more than this host's RAM; give --memory size=S");
+  }
+  if (serial == "stdio") {
+    cfg.serial = VmConfig::Serial::kStdio;
+  } else if (serial == "off") {
+    cfg.serial = VmConfig::Serial::kOff;
+  } else if (serial.rfind("file=", 0) == 0 && serial.size() > 5) {
+    cfg.serial = VmConfig::Serial::kFile;
+    cfg.serial_file = serial.substr(5);
+  } else {
+    return error("--serial " + serial + ": write stdio, file=PATH or off");
+  }
+  cfg.timeline = timeline->count() > 0;
+  if (auto e = check_readable("kernel", cfg.kernel); !e.empty()) return error(e);
+  if (!cfg.initrd.empty()) {
+    if (auto e = check_readable("initrd", cfg.initrd); !e.empty()) return error(e);
+  }
+  result.action = CliResult::Action::kRun;
+  result.config = std::move(cfg);
+  return result;
+}
+
+}  // namespace pinless::vmm

@@ -1,0 +1,116 @@
+#include "pinless/vmm/memory/guest_memory.h"
+
+#include <linux/memfd.h>
+#include <sys/mman.h>
+
+#include <utility>
+
+#include "pinless/base/log.h"
+#include "pinless/base/size.h"
+
+namespace pinless::vmm {
+namespace {
+std::string hex(uint64_t v) {
+  char buf[24];
+  std::snprintf(buf, sizeof(buf), "%#llx", static_cast<unsigned long long>(v));
+  return buf;
+}
+}  // namespace
+
+Result<GuestMemory> GuestMemory::create(Sys& sys, const MemoryConfig& config) {
+  const uint64_t size = config.size;
+  if (size == 0 || size % kHugePageSize != 0) {
+    return fail("guest memory", EINVAL, "size " + format_size(size),
+                "the memory size must be a non-zero multiple of 2M");
+  }
+  unsigned flags = 0;
+  if (config.hugepages) flags |= MFD_HUGETLB | MFD_HUGE_2MB;
+  int fd = sys.memfd_create("pinless-guest-ram", flags);
+  if (fd < 0) {
+    auto err = fail("memfd_create", -fd, "guest RAM");
+    if (config.hugepages) {
+      return std::unexpected(std::move(err.error()).with_hint(
+          "this kernel cannot back memory with hugetlbfs; drop hugepages=on"));
+    }
+    return err;
+  }
+  UniqueFd memfd(fd);
+  if (int r = sys.ftruncate(memfd.get(), off_t(size)); r < 0) {
+    return fail("ftruncate", -r, "guest RAM memfd to " + format_size(size));
+  }
+  int err = 0;
+  // MAP_SHARED without MAP_NORESERVE: with hugetlbfs the huge pages are reserved here, so
+  // a shortage fails now with ENOMEM instead of SIGBUS when the guest touches the page.
+  void* base = sys.mmap(nullptr, size, PROT_READ | PROT_WRITE, MAP_SHARED, memfd.get(), 0, &err);
+  if (base == MAP_FAILED) {
+    if (config.hugepages && err == ENOMEM) {
+      uint64_t pages = size / kHugePageSize;
+      return fail("mmap", err, "guest RAM (" + format_size(size) + " on 2M huge pages)",
+                  "not enough huge pages reserved; reserve them with: echo " +
+                      std::to_string(pages) + " > /proc/sys/vm/nr_hugepages");
+    }
+    return fail("mmap", err, "guest RAM (" + format_size(size) + ")");
+  }
+  if (config.thp && ::madvise(base, size, MADV_HUGEPAGE) != 0) {
+    // Not fatal: the guest still runs on small pages.
+    logger("vmm")->warn("madvise(MADV_HUGEPAGE) on guest RAM failed: {} (THP for shmem needs "
+                        "/sys/kernel/mm/transparent_hugepage/shmem_enabled = advise)",
+                        std::strerror(errno));
+  }
+  return GuestMemory(&sys, std::move(memfd), base, size, layout::compute_layout(size));
+}
+
+GuestMemory::GuestMemory(Sys* sys, UniqueFd memfd, void* base, uint64_t size,
+                         layout::MemoryLayout layout)
+    : sys_(sys), memfd_(std::move(memfd)), base_(base), map_size_(size), layout_(layout) {
+  auto* bytes = static_cast<uint8_t*>(base);
+  regions_.push_back({layout_.low_ram, bytes, 0});
+  if (layout_.high_ram.size != 0) {
+    regions_.push_back({layout_.high_ram, bytes + layout_.low_ram.size, layout_.low_ram.size});
+  }
+}
+
+GuestMemory::GuestMemory(GuestMemory&& o) noexcept
+    : sys_(o.sys_),
+      memfd_(std::move(o.memfd_)),
+      base_(std::exchange(o.base_, nullptr)),
+      map_size_(std::exchange(o.map_size_, 0)),
+      layout_(o.layout_),
+      regions_(std::move(o.regions_)) {}
+
+GuestMemory::~GuestMemory() {
+  if (base_ != nullptr && sys_ != nullptr) sys_->munmap(std::exchange(base_, nullptr), map_size_);
+}
+
+Result<uint8_t*> GuestMemory::host_ptr(Gpa gpa, uint64_t len) const {
+  for (const auto& r : regions_) {
+    if (r.gpa.contains(gpa, len)) return r.host + (gpa - r.gpa.start);
+  }
+  return fail("guest address", EFAULT, hex(gpa.value()) + "+" + hex(len),
+              "outside guest RAM");
+}
+
+Result<std::span<uint8_t>> GuestMemory::slice(Gpa gpa, uint64_t len) const {
+  uint8_t* p = PINLESS_TRY(host_ptr(gpa, len));
+  return std::span<uint8_t>(p, len);
+}
+
+Status GuestMemory::write(Gpa gpa, std::span<const uint8_t> bytes) const {
+  uint8_t* p = PINLESS_TRY(host_ptr(gpa, bytes.size()));
+  if (!bytes.empty()) std::memcpy(p, bytes.data(), bytes.size());
+  return {};
+}
+
+Status GuestMemory::read(Gpa gpa, std::span<uint8_t> out) const {
+  uint8_t* p = PINLESS_TRY(host_ptr(gpa, out.size()));
+  if (!out.empty()) std::memcpy(out.data(), p, out.size());
+  return {};
+}
+
+Status GuestMemory::zero(Gpa gpa, uint64_t len) const {
+  uint8_t* p = PINLESS_TRY(host_ptr(gpa, len));
+  if (len != 0) std::memset(p, 0, len);
+  return {};
+}
+
+}  // namespace pinless::vmm
