@@ -34,7 +34,7 @@ Error map_error(BackendKind kind, Error e, Iova iova, uint64_t size, const Memlo
         "process of this user shares one RLIMIT_MEMLOCK budget), per process with mode 1 "
         "(needs CAP_SYS_RESOURCE, set before any IOAS exists)";
   }
-  hint += "; --dma-policy=fault pins only what devices touch, --pin-limit caps it below the rlimit";
+  hint += "; fault-driven DMA (a dma=fault RAM region) pins only what devices touch";
   return std::move(e).within(ctx).with_hint(std::move(hint));
 }
 

@@ -64,8 +64,8 @@ Result<PinnedRegion> PinnedRegion::create(DmaBackend& backend, const PinnedRegio
   for (const auto& p : pieces) total += p.size;
   if (accounting != nullptr && !accounting->fits(total)) {
     return fail("pin region", ENOMEM, ctx,
-                fmt::format("pinning {} exceeds --pin-limit {} ({} pinned already); raise the limit or use "
-                            "--dma-policy=fault", format_size(total), format_size(accounting->limit()),
+                fmt::format("pinning {} exceeds the pin limit {} ({} pinned already); raise the limit or use "
+                            "fault-driven DMA for this region", format_size(total), format_size(accounting->limit()),
                             format_size(accounting->total())));
   }
 

@@ -31,4 +31,7 @@ fi
 # 2. pinless boots Linux microVMs.
 source "$HERE/vmm_boot.sh"
 
+# 3. VFIO passthrough (when present).
+[ -f "$HERE/vfio.sh" ] && source "$HERE/vfio.sh"
+
 it_summary

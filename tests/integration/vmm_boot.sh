@@ -73,6 +73,25 @@ if vmm_boot_checks; then
     it_pass guest-reboot "exit 2: $(tail -1 "$IT_LOG/guest-reboot.err")"
   fi
 
+  # Guest RAM above the 32-bit PCI hole: 4 GiB splits into 3 GiB low + 1 GiB from 4 GiB up.
+  if pinless_guest boot-4g 0 boot --cpus 1 --memory size=4G; then
+    if grep -qE 'PINLESS-TEST boot PASS' "$IT_LOG/boot-4g.out" && grep -qE 'boot: 1 cpus, (3[6-9][0-9][0-9]|40[0-9][0-9]) MiB' "$IT_LOG/boot-4g.out"; then
+      it_pass boot-4g "$(grep -m1 'boot:' "$IT_LOG/boot-4g.out")"
+    else
+      it_fail boot-4g "guest did not see about 4 GiB"; it_show boot-4g
+    fi
+  fi
+
+  # Uncompressed ELF vmlinux (64-bit boot protocol) when the kernel cache kept one.
+  VMLINUX=$(dirname "$L2_KERNEL")/vmlinux
+  if [ -f "$VMLINUX" ]; then
+    it_run boot-elf timeout 300 "$PINLESS" run --kernel "$VMLINUX" --initrd "$INITRD" \
+      --cmdline "$BASE_CMDLINE pinless.test=boot" --memory size=256M
+    rc=$?
+    if [ $rc = 0 ] && grep -q 'PINLESS-TEST boot PASS' "$IT_LOG/boot-elf.out"; then it_pass boot-elf "ELF vmlinux booted"
+    else it_fail boot-elf "pinless exited $rc"; it_show boot-elf; fi
+  fi
+
   # Bad input: clear one-line errors, exit status 1, no guest started.
   it_run bad-kernel-missing "$PINLESS" run --kernel /nonexistent/bzImage
   if [ $? = 1 ] && grep -q '/nonexistent/bzImage' "$IT_LOG/bad-kernel-missing.err"; then

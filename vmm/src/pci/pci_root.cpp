@@ -163,8 +163,14 @@ void PciRoot::ConfigIo::write(uint64_t offset, std::span<const uint8_t> data) {
     root_.config_address_ = load_le(data) & kConfigAddressMask;
     return;
   }
+  // Linux's mechanism-1 probe writes one byte to 0xcfb (a chipset's mechanism select on
+  // real hardware). Sub-dword writes to CONFIG_ADDRESS change nothing: ignore them quietly.
+  if (offset < 4) {
+    logger("dev")->debug("pci: {}-byte write to {:#x} ignored", data.size(), 0xcf8 + offset);
+    return;
+  }
   uint64_t byte = offset - 4;
-  if (offset < 4 || !valid_size(data.size()) || byte % data.size() != 0 || byte + data.size() > 4) {
+  if (!valid_size(data.size()) || byte % data.size() != 0 || byte + data.size() > 4) {
     root_.log_bad("CF8/CFC", 0xcf8 + offset, data.size());
     return;
   }
