@@ -49,13 +49,14 @@ Result<size_t> FaultQueue::read_batch() {
   }
 }
 
-Status FaultQueue::answer(const std::vector<GroupResponse>& responses) {
+Result<uint64_t> FaultQueue::answer(const std::vector<GroupResponse>& responses) {
   out_.resize(responses.size() * kResp);
   for (size_t i = 0; i < responses.size(); ++i) {
     iommu_hwpt_page_response r{.cookie = responses[i].cookie, .code = static_cast<uint32_t>(responses[i].code)};
     std::memcpy(out_.data() + i * kResp, &r, kResp);
   }
   size_t off = 0;
+  uint64_t refused = 0;
   while (off < out_.size()) {
     ssize_t n = sys_.write(fd_, out_.data() + off, out_.size() - off);
     if (n > 0) {
@@ -67,13 +68,17 @@ Status FaultQueue::answer(const std::vector<GroupResponse>& responses) {
       // its groups auto-answered). The ones before it are done; skip it, answer the rest.
       uint32_t cookie;
       std::memcpy(&cookie, out_.data() + off, sizeof(cookie));
-      logger("iommu")->warn("fault response for cookie {} refused (EINVAL); skipping it", cookie);
+      // Rate-limited: a detach with thousands of groups in flight refuses every one of them.
+      if (refused_warn_.allow()) {
+        logger("iommu")->warn("fault response for cookie {} refused (EINVAL; device detached?); skipping it", cookie);
+      }
+      refused++;
       off += kResp;
       continue;
     }
     return fail("write", n < 0 ? static_cast<int>(-n) : EIO, "iommufd fault queue responses");
   }
-  return {};
+  return refused;
 }
 
 Result<FaultQueue::Drained> FaultQueue::on_readable() {
@@ -101,7 +106,10 @@ Result<FaultQueue::Drained> FaultQueue::on_readable() {
     d.maps += plan_.maps.size();
     d.unmaps += plan_.unmaps.size();
     for (const auto& r : plan_.responses) d.invalid += (r.code != FaultCode::kSuccess);
-    PINLESS_TRY_VOID(answer(plan_.responses));
+    d.refused += PINLESS_TRY(answer(plan_.responses));
+    // A short read: the queue was empty (or the next group did not fit the space left, in
+    // which case the fd stays readable and the level-triggered loop calls again).
+    if (n * kRec < buf_.size()) return d;
   }
   d.more = true;
   return d;

@@ -44,11 +44,12 @@ Status IommufdBackend::unmap(Iova iova, uint64_t size) {
   u.ioas_id = ioas_id();
   u.iova = iova.value();
   u.length = size;
-  std::string ctx = fmt::format("iova 0x{:x} size 0x{:x}", iova.value(), size);
-  if (int r = ctx_.sys().ioctl(ctx_.fd(), IOMMU_IOAS_UNMAP, &u); r < 0) return fail("IOMMU_IOAS_UNMAP", -r, ctx);
+  // The context string is only built on failure: unmap is on the reclaim path of faults.
+  auto ctx = [&] { return fmt::format("iova 0x{:x} size 0x{:x}", iova.value(), size); };
+  if (int r = ctx_.sys().ioctl(ctx_.fd(), IOMMU_IOAS_UNMAP, &u); r < 0) return fail("IOMMU_IOAS_UNMAP", -r, ctx());
   mapped_bytes_ -= std::min<uint64_t>(mapped_bytes_, u.length);
   if (u.length != size) {
-    return fail("IOMMU_IOAS_UNMAP", ENOENT, ctx + fmt::format(": kernel unmapped 0x{:x} bytes", u.length));
+    return fail("IOMMU_IOAS_UNMAP", ENOENT, ctx() + fmt::format(": kernel unmapped 0x{:x} bytes", u.length));
   }
   return {};
 }

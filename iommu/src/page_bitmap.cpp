@@ -19,7 +19,10 @@ void PageBitmap::set(uint64_t first, uint64_t count) {
     unsigned lo = first % 64;
     unsigned hi = static_cast<unsigned>(std::min<uint64_t>(64, lo + (end - first)));
     uint64_t m = mask(lo, hi);
-    set_ += std::popcount(m & ~words_[w]);
+    // Without -mpopcnt std::popcount is a libgcc call: skip it when the bits were all clear
+    // (the common case: a fresh window).
+    uint64_t fresh = m & ~words_[w];
+    set_ += fresh == m ? hi - lo : static_cast<unsigned>(std::popcount(fresh));
     words_[w] |= m;
     first += hi - lo;
   }
@@ -32,7 +35,8 @@ void PageBitmap::clear(uint64_t first, uint64_t count) {
     unsigned lo = first % 64;
     unsigned hi = static_cast<unsigned>(std::min<uint64_t>(64, lo + (end - first)));
     uint64_t m = mask(lo, hi);
-    set_ -= std::popcount(m & words_[w]);
+    uint64_t was = m & words_[w];
+    set_ -= was == m ? hi - lo : static_cast<unsigned>(std::popcount(was));
     words_[w] &= ~m;
     first += hi - lo;
   }

@@ -19,17 +19,17 @@ uint32_t& WindowTable::slot(uint32_t region, uint64_t first) {
 }
 
 void WindowTable::unlink(uint32_t id) {
-  Window& w = slab_[id];
-  if (w.prev != kNil) slab_[w.prev].next = w.next; else head_ = w.next;
-  if (w.next != kNil) slab_[w.next].prev = w.prev; else tail_ = w.prev;
+  Window& w = at(id);
+  if (w.prev != kNil) at(w.prev).next = w.next; else head_ = w.next;
+  if (w.next != kNil) at(w.next).prev = w.prev; else tail_ = w.prev;
   w.prev = w.next = kNil;
 }
 
 void WindowTable::push_back(uint32_t id) {
-  Window& w = slab_[id];
+  Window& w = at(id);
   w.prev = tail_;
   w.next = kNil;
-  if (tail_ != kNil) slab_[tail_].next = id; else head_ = id;
+  if (tail_ != kNil) at(tail_).next = id; else head_ = id;
   tail_ = id;
 }
 
@@ -39,10 +39,10 @@ uint32_t WindowTable::insert(uint32_t region, uint64_t first, uint64_t pages, ui
     id = free_.back();
     free_.pop_back();
   } else {
-    id = static_cast<uint32_t>(slab_.size());
-    slab_.emplace_back();
+    id = slab_used_++;
+    if (id / kSlabChunk == slab_.size()) slab_.push_back(std::make_unique<Window[]>(kSlabChunk));
   }
-  slab_[id] = Window{region, first, pages, batch, kNil, kNil};
+  at(id) = Window{region, first, pages, batch, kNil, kNil};
   push_back(id);
   starts_[region].set(first, 1);
   slot(region, first) = id;
@@ -59,19 +59,19 @@ uint32_t WindowTable::containing(uint32_t region, uint64_t page) const {
   uint64_t start = starts_[region].prev_set(page);
   if (start == PageBitmap::kNone) return kNil;
   uint32_t id = find(region, start);
-  if (id == kNil || page >= slab_[id].first + slab_[id].pages) return kNil;
+  if (id == kNil || page >= at(id).first + at(id).pages) return kNil;
   return id;
 }
 
 void WindowTable::touch(uint32_t id, uint64_t batch) {
-  slab_[id].batch = batch;
+  at(id).batch = batch;
   if (id == tail_) return;
   unlink(id);
   push_back(id);
 }
 
 void WindowTable::erase(uint32_t id) {
-  Window& w = slab_[id];
+  Window& w = at(id);
   unlink(id);
   starts_[w.region].clear(w.first, 1);
   slot(w.region, w.first) = kNil;
@@ -81,8 +81,8 @@ void WindowTable::erase(uint32_t id) {
 
 void WindowTable::clear() {
   for (uint32_t id = head_; id != kNil;) {
-    uint32_t next = slab_[id].next;
-    starts_[slab_[id].region].clear(slab_[id].first, 1);
+    uint32_t next = at(id).next;
+    starts_[at(id).region].clear(at(id).first, 1);
     id = next;
   }
   for (auto& chunks : index_) {
@@ -90,7 +90,7 @@ void WindowTable::clear() {
       if (c) std::fill_n(c.get(), kChunkPages, kNil);
     }
   }
-  slab_.clear();
+  slab_used_ = 0;  // the chunks are kept for reuse
   free_.clear();
   head_ = tail_ = kNil;
   size_ = 0;

@@ -40,5 +40,6 @@ run kvm_smoke
 run edu_dma_type1
 run edu_dma_iommufd
 run iommufd_mock_iopf
+run fault_engine_mock
 echo "$passed passed, $failed failed, $skipped skipped"
 [ "$failed" = 0 ]

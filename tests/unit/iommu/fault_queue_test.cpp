@@ -146,10 +146,40 @@ TEST_CASE("queue: a refused response is skipped and the rest are still answered"
   for (uint32_t c = 1; c <= 3; ++c) rig.ffd.groups.push_back({raw(c, c * 10)});
   rig.ffd.refuse.insert(2);
   FaultQueue q(rig.sys, rig.fd, rig.engine, *rig.be);
-  REQUIRE(q.on_readable());
+  auto d = q.on_readable();
+  REQUIRE(d);
+  CHECK(d->refused == 1);
+  CHECK(d->groups == 3);
   REQUIRE(rig.ffd.answers.size() == 2);
   CHECK(rig.ffd.answers[0].cookie == 1);
   CHECK(rig.ffd.answers[1].cookie == 3);
+}
+
+TEST_CASE("queue: a short read ends the call: one read and one write per lone fault") {
+  Rig rig;
+  rig.ffd.groups.push_back({raw(1, 7)});
+  FaultQueue q(rig.sys, rig.fd, rig.engine, *rig.be);
+  auto d = q.on_readable().value();
+  CHECK(d.groups == 1);
+  CHECK_FALSE(d.more);
+  CHECK(rig.ffd.reads == 1);
+  CHECK(rig.ffd.writes == 1);
+}
+
+TEST_CASE("queue: a group that did not fit the space left is handled when the fd is reported again") {
+  Rig rig(1);
+  rig.ffd.groups.push_back({raw(1, 1)});
+  rig.ffd.groups.push_back({raw(2, 2)});
+  rig.ffd.groups.push_back({raw(3, 10, false), raw(3, 11, false), raw(3, 12, true)});
+  FaultQueue q(rig.sys, rig.fd, rig.engine, *rig.be, {.batch_records = 4, .max_records = 64, .max_reads = 16});
+  auto d = q.on_readable().value();
+  CHECK(d.groups == 2);  // the 3-record group did not fit behind them: short read, stop
+  CHECK(rig.ffd.groups.size() == 1);  // still queued, so poll() keeps reporting the fd readable
+  d = q.on_readable().value();
+  CHECK(d.groups == 1);
+  CHECK(rig.ffd.groups.empty());
+  REQUIRE(rig.ffd.answers.size() == 3);
+  for (auto& a : rig.ffd.answers) CHECK(a.code == IOMMUFD_PAGE_RESP_SUCCESS);
 }
 
 TEST_CASE("queue: a failed MAP answers INVALID and leaves nothing mapped or charged") {

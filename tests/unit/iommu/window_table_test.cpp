@@ -50,3 +50,34 @@ TEST_CASE("window table: LRU order follows touches; erase and slot reuse keep it
   CHECK(t.coldest() == WindowTable::kNil);
   CHECK(t.containing(0, 0) == WindowTable::kNil);
 }
+
+TEST_CASE("window table: thousands of windows span several slab chunks; windows never move, clear reuses them") {
+  WindowTable t;
+  t.add_region(8192);
+  std::vector<uint32_t> ids;
+  for (uint64_t p = 0; p < 3000; ++p) ids.push_back(t.insert(0, p * 2, 1, p));
+  const WindowTable::Window* first = &t[ids[0]];
+  for (uint64_t p = 3000; p < 4000; ++p) ids.push_back(t.insert(0, p * 2, 1, p));
+  CHECK(&t[ids[0]] == first);  // growing the table did not move existing windows
+  CHECK(t.size() == 4000);
+  for (uint64_t p = 0; p < 4000; ++p) {
+    REQUIRE(t.find(0, p * 2) == ids[p]);
+    CHECK(t[ids[p]].batch == p);
+    CHECK(t.containing(0, p * 2 + 1) == WindowTable::kNil);
+  }
+  // Coldest first: insertion order, across chunk boundaries.
+  uint64_t expect = 0;
+  bool ordered = true;
+  t.for_each([&](const WindowTable::Window& w) { ordered = ordered && w.first == expect * 2; ++expect; });
+  CHECK(ordered);
+  CHECK(expect == 4000);
+  t.erase(ids[300]);  // in the second chunk
+  t.touch(ids[0], 9999);
+  CHECK(t[t.coldest()].first == 2);
+  t.clear();
+  CHECK(t.size() == 0);
+  CHECK(t.coldest() == WindowTable::kNil);
+  uint32_t again = t.insert(0, 100, 3, 1);
+  CHECK(t.containing(0, 102) == again);
+  CHECK(t.find(0, 0) == WindowTable::kNil);
+}

@@ -1,8 +1,12 @@
 // FaultQueue: the I/O half of fault-driven DMA. When the VMM's event loop sees the iommufd
-// fault fd readable it calls on_readable(), which drains the queue without ever blocking:
-// read() whole groups in multiples of 40-byte records (0 = empty), let the FaultEngine plan
-// the batch, execute reclaim UNMAPs and coalesced MAPs through the DmaBackend, then answer
-// every group of the batch exactly once, in one write() of 8-byte responses.
+// fault fd readable it calls on_readable(), which handles what is queued without ever
+// blocking: read() whole groups in multiples of 40-byte records (0 = empty), let the
+// FaultEngine plan the batch, execute reclaim UNMAPs and coalesced MAPs through the
+// DmaBackend, then answer every group of the batch exactly once, in one write() of 8-byte
+// responses. A read that did not fill the buffer ends the call (the queue was drained, or the
+// next group did not fit the space left): readiness must be level-triggered (poll(), or epoll
+// without EPOLLET), so a fault fd that is still readable is simply reported again. This
+// saves the confirming empty read() per wakeup, a syscall per fault when faults come singly.
 // Borrows the fault fd (owned by IommufdFault), the engine and the backend; all must outlive
 // it. Event-loop thread only (never a vCPU thread).
 #pragma once
@@ -10,6 +14,7 @@
 #include <cstdint>
 #include <vector>
 
+#include "pinless/base/log.h"
 #include "pinless/base/sys.h"
 #include "pinless/iommu/dma_backend.h"
 #include "pinless/iommu/fault_engine.h"
@@ -28,6 +33,8 @@ class FaultQueue {
 
   struct Drained {
     uint64_t reads = 0, records = 0, groups = 0, invalid = 0, maps = 0, unmaps = 0;
+    uint64_t refused = 0;  // answers the kernel refused (EINVAL: e.g. the device was detached
+                           // and the kernel answered its groups itself)
     bool more = false;  // stopped at max_reads with the queue possibly non-empty
   };
   // Handles what is queued now. An error means the fault fd itself failed (not a guest
@@ -40,7 +47,8 @@ class FaultQueue {
  private:
   // Reads one batch; 0 records = queue empty.
   Result<size_t> read_batch();
-  Status answer(const std::vector<GroupResponse>& responses);
+  // Returns how many answers the kernel refused (they are skipped, the rest still sent).
+  Result<uint64_t> answer(const std::vector<GroupResponse>& responses);
 
   Sys& sys_;
   int fd_;
@@ -51,6 +59,7 @@ class FaultQueue {
   std::vector<FaultRecord> records_;   // parsed
   std::vector<uint8_t> out_;           // raw responses
   FaultPlan plan_;
+  RateLimit refused_warn_;
 };
 
 }  // namespace pinless::iommu
