@@ -2,6 +2,7 @@
 
 #include <cctype>
 #include <charconv>
+#include <cstdio>
 
 namespace pinless {
 
@@ -51,6 +52,12 @@ std::string format_size(uint64_t bytes) {
     if (bytes != 0 && bytes % u.mult == 0) return std::to_string(bytes / u.mult) + u.unit;
   }
   return std::to_string(bytes);
+}
+
+std::string format_hex(uint64_t value) {
+  char buf[24];
+  std::snprintf(buf, sizeof(buf), "%#llx", static_cast<unsigned long long>(value));
+  return buf;
 }
 
 }  // namespace pinless

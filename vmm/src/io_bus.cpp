@@ -1,3 +1,4 @@
+#include "pinless/base/size.h"
 #include "pinless/vmm/io_bus.h"
 
 #include <cstring>
@@ -7,18 +8,13 @@ namespace pinless::vmm {
 namespace {
 const char* space_name(IoBus::Space s) { return s == IoBus::Space::kPio ? "PIO" : "MMIO"; }
 
-std::string hex(uint64_t v) {
-  char buf[24];
-  std::snprintf(buf, sizeof(buf), "%#llx", static_cast<unsigned long long>(v));
-  return buf;
-}
 }  // namespace
 
 Status IoBus::insert(Map& map, Space space, uint64_t base, uint64_t size, IoDevice* dev,
                      std::string name) {
   auto bad = [&](const std::string& why) {
     return fail("register " + std::string(space_name(space)) + " range", EINVAL,
-                name + " at " + hex(base) + "+" + hex(size), why);
+                name + " at " + format_hex(base) + "+" + format_hex(size), why);
   };
   if (dev == nullptr) return bad("no device");
   if (size == 0) return bad("empty range");
@@ -27,12 +23,12 @@ Status IoBus::insert(Map& map, Space space, uint64_t base, uint64_t size, IoDevi
   // The first range starting at or after base, and the one before it, are the only candidates.
   auto next = map.lower_bound(base);
   if (next != map.end() && next->first < base + size) {
-    return bad("overlaps " + next->second.name + " at " + hex(next->first));
+    return bad("overlaps " + next->second.name + " at " + format_hex(next->first));
   }
   if (next != map.begin()) {
     auto prev = std::prev(next);
     if (prev->first + prev->second.size > base) {
-      return bad("overlaps " + prev->second.name + " at " + hex(prev->first));
+      return bad("overlaps " + prev->second.name + " at " + format_hex(prev->first));
     }
   }
   map.emplace(base, Entry{size, dev, std::move(name)});
@@ -41,7 +37,7 @@ Status IoBus::insert(Map& map, Space space, uint64_t base, uint64_t size, IoDevi
 
 Status IoBus::register_pio(uint16_t base, uint32_t size, IoDevice* dev, std::string name) {
   if (uint64_t(base) + size > 0x10000) {
-    return fail("register PIO range", EINVAL, name + " at " + hex(base), "ports end at 0xffff");
+    return fail("register PIO range", EINVAL, name + " at " + format_hex(base), "ports end at 0xffff");
   }
   return insert(pio_, Space::kPio, base, size, dev, std::move(name));
 }

@@ -39,3 +39,9 @@ TEST_CASE("strong address ranges") {
   CHECK_FALSE(r.overlaps(Range<Gpa>{Gpa(0x3000), 1}));
   CHECK(Gpa(0x1234).align_down(0x1000) == Gpa(0x1000));
 }
+
+TEST_CASE("format_hex prints addresses the way messages use them") {
+  CHECK(format_hex(0x1f000) == "0x1f000");
+  CHECK(format_hex(0) == "0");
+  CHECK(format_hex(UINT64_MAX) == "0xffffffffffffffff");
+}

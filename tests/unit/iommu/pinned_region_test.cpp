@@ -58,7 +58,7 @@ TEST_CASE("pin: a failing MAP leaves nothing mapped and nothing charged") {
   CHECK(acct.total() == 0);
 }
 
-TEST_CASE("pin: --pin-limit refuses a region before mapping anything") {
+TEST_CASE("pin: the pin limit refuses a region before mapping anything") {
   FakeSys sys;
   FakeIommufd k(sys);
   auto ctx = Iommufd::open(sys).value();
@@ -67,7 +67,7 @@ TEST_CASE("pin: --pin-limit refuses a region before mapping anything") {
   PinnedRegionSpec big{"big", {Gpa(0x100000000), 2 * kGiB}, Hva(0x7e0000000000), Perm::kReadWrite, false, 1};
   auto r = PinnedRegion::create(*be, big, kX86Ranges, &acct);
   REQUIRE_FALSE(r);
-  CHECK(r.error().message().find("--pin-limit") != std::string::npos);
+  CHECK(r.error().message().find("pin limit") != std::string::npos);
   CHECK(sys.count(IOMMU_IOAS_MAP) == 0);
 }
 

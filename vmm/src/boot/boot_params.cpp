@@ -8,12 +8,6 @@
 
 namespace pinless::vmm::boot {
 namespace {
-std::string hex(uint64_t v) {
-  char buf[24];
-  std::snprintf(buf, sizeof(buf), "%#llx", static_cast<unsigned long long>(v));
-  return buf;
-}
-
 boot_e820_entry e820(uint64_t addr, uint64_t size, uint32_t type) {
   boot_e820_entry e{};
   e.addr = addr;
@@ -56,7 +50,7 @@ Result<Range<Gpa>> place_initrd(uint64_t size, const LoadedKernel& kernel,
   if (size > max_end || align_down(max_end - size, kInitrdAlign) < floor) {
     return fail("initrd", ENOMEM,
                 "initrd of " + format_size(size) + " does not fit between the kernel's end at " +
-                    hex(floor) + " and " + hex(max_end),
+                    format_hex(floor) + " and " + format_hex(max_end),
                 "use a smaller initrd or give the guest more memory with --memory size=...");
   }
   return Range<Gpa>{Gpa(align_down(max_end - size, kInitrdAlign)), size};

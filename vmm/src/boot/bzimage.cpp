@@ -7,12 +7,6 @@
 
 namespace pinless::vmm::boot {
 namespace {
-std::string hex(uint64_t v) {
-  char buf[24];
-  std::snprintf(buf, sizeof(buf), "%#llx", static_cast<unsigned long long>(v));
-  return buf;
-}
-
 auto not_bzimage(const std::string& why) {
   return fail("kernel", EINVAL, "not a bzImage: " + why,
               "pass a bzImage (arch/x86/boot/bzImage) or an uncompressed ELF vmlinux");
@@ -55,7 +49,7 @@ Result<BzImageInfo> parse_bzimage(std::span<const uint8_t> image) {
   info.payload_size = image.size() - info.setup_size;
   if (info.header.kernel_alignment == 0 ||
       (info.header.kernel_alignment & (info.header.kernel_alignment - 1)) != 0) {
-    return not_bzimage("kernel_alignment " + hex(info.header.kernel_alignment) +
+    return not_bzimage("kernel_alignment " + format_hex(info.header.kernel_alignment) +
                        " is not a power of two");
   }
   // A relocatable kernel moves itself from 1 MiB to an aligned address >= pref_address; a
@@ -75,9 +69,9 @@ Result<LoadedKernel> load_bzimage(std::span<const uint8_t> image, const GuestMem
   uint64_t reserved_end = std::max(load + info.payload_size, run_base + uint64_t(info.header.init_size));
   if (load < layout::kHighMemStart.value() || reserved_end > low_end) {
     return fail("kernel", ENOMEM,
-                "kernel needs guest RAM up to " + hex(reserved_end) + " (load at " + hex(load) +
+                "kernel needs guest RAM up to " + format_hex(reserved_end) + " (load at " + format_hex(load) +
                     ", init_size " + format_size(info.header.init_size) + ") but low RAM ends at " +
-                    hex(low_end),
+                    format_hex(low_end),
                 "give the guest more memory with --memory size=...");
   }
   PINLESS_TRY_VOID(mem.write(Gpa(load), image.subspan(info.setup_size)));

@@ -10,12 +10,6 @@
 
 namespace pinless::vmm::boot {
 namespace {
-std::string hex(uint64_t v) {
-  char buf[24];
-  std::snprintf(buf, sizeof(buf), "%#llx", static_cast<unsigned long long>(v));
-  return buf;
-}
-
 auto bad_elf(const std::string& why) {
   return fail("kernel", EINVAL, "bad ELF vmlinux: " + why,
               "pass an uncompressed x86_64 vmlinux or a bzImage");
@@ -62,7 +56,7 @@ Result<LoadedKernel> load_elf(std::span<const uint8_t> image, const GuestMemory&
     Elf64_Phdr ph;
     std::memcpy(&ph, image.data() + eh.e_phoff + i * sizeof(Elf64_Phdr), sizeof(ph));
     if (ph.p_type != PT_LOAD) continue;
-    std::string seg = "segment " + std::to_string(i) + " at " + hex(ph.p_paddr);
+    std::string seg = "segment " + std::to_string(i) + " at " + format_hex(ph.p_paddr);
     if (ph.p_filesz > ph.p_memsz) return bad_elf(seg + ": file size exceeds memory size");
     if (ph.p_offset > image.size() || ph.p_filesz > image.size() - ph.p_offset) {
       return bad_elf(seg + ": data outside the file");
@@ -72,7 +66,7 @@ Result<LoadedKernel> load_elf(std::span<const uint8_t> image, const GuestMemory&
     }
     if (ph.p_paddr + ph.p_memsz < ph.p_paddr || ph.p_paddr + ph.p_memsz > low_end) {
       return fail("kernel", ENOMEM,
-                  seg + " of " + format_size(ph.p_memsz) + " ends past low RAM at " + hex(low_end),
+                  seg + " of " + format_size(ph.p_memsz) + " ends past low RAM at " + format_hex(low_end),
                   "give the guest more memory with --memory size=...");
     }
     PINLESS_TRY_VOID(mem.write(Gpa(ph.p_paddr), image.subspan(ph.p_offset, ph.p_filesz)));
@@ -89,7 +83,7 @@ Result<LoadedKernel> load_elf(std::span<const uint8_t> image, const GuestMemory&
     }
   }
   if (highest == 0) return bad_elf("no PT_LOAD segments");
-  if (!entry) return bad_elf("entry point " + hex(eh.e_entry) + " is in no loaded segment");
+  if (!entry) return bad_elf("entry point " + format_hex(eh.e_entry) + " is in no loaded segment");
 
   LoadedKernel k;
   k.format = LoadedKernel::Format::kElf;

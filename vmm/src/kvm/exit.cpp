@@ -3,6 +3,7 @@
 #include <cstdio>
 
 #include "pinless/base/log.h"
+#include "pinless/base/size.h"
 
 namespace pinless::vmm {
 namespace {
@@ -46,11 +47,6 @@ ExitAction handle_mmio(kvm_run& run, IoBus& bus) {
   return ExitAction::cont();
 }
 
-std::string hex(uint64_t v) {
-  char buf[24];
-  std::snprintf(buf, sizeof(buf), "%#llx", static_cast<unsigned long long>(v));
-  return buf;
-}
 }  // namespace
 
 std::string exit_reason_name(uint32_t reason) {
@@ -91,7 +87,7 @@ ExitAction handle_exit(kvm_run& run, size_t run_size, IoBus& bus) {
     case KVM_EXIT_FAIL_ENTRY:
       return action(Kind::kCrash,
                     "KVM_EXIT_FAIL_ENTRY: hardware entry failure reason " +
-                        hex(run.fail_entry.hardware_entry_failure_reason) + " on CPU " +
+                        format_hex(run.fail_entry.hardware_entry_failure_reason) + " on CPU " +
                         std::to_string(run.fail_entry.cpu));
     case KVM_EXIT_INTERNAL_ERROR: {
       const char* what = "unknown";

@@ -14,5 +14,7 @@ namespace pinless {
 Result<uint64_t> parse_size(std::string_view text);
 // "1G", "512M", "4K" or plain bytes, whichever is exact.
 std::string format_size(uint64_t bytes);
+// "0x1f000" (and "0" for zero): addresses in messages are always hex.
+std::string format_hex(uint64_t value);
 
 }  // namespace pinless
