@@ -82,6 +82,20 @@ if vmm_boot_checks; then
     fi
   fi
 
+  # Guest RAM on hugetlbfs: a clear error while none are reserved, a boot once they are
+  # (only in the testbed, where changing nr_hugepages touches nothing real), and THP.
+  if [ "${PINLESS_TESTBED:-0}" = 1 ]; then
+    echo 0 >/proc/sys/vm/nr_hugepages
+    it_run hugepages-none "$PINLESS" run --kernel "$L2_KERNEL" --initrd "$INITRD" --memory size=128M,hugepages=on
+    if [ $? = 1 ] && grep -q 'nr_hugepages' "$IT_LOG/hugepages-none.err"; then
+      it_pass hugepages-none "$(head -1 "$IT_LOG/hugepages-none.err")"
+    else it_fail hugepages-none "wrong status or message"; it_show hugepages-none; fi
+    echo 64 >/proc/sys/vm/nr_hugepages
+    if pinless_guest hugepages 0 boot --memory size=128M,hugepages=on; then it_pass hugepages "128M on 2M hugetlbfs pages"; fi
+    echo 0 >/proc/sys/vm/nr_hugepages
+  fi
+  if pinless_guest thp 0 boot --memory size=128M,thp=on; then it_pass thp "128M with transparent huge pages"; fi
+
   # Uncompressed ELF vmlinux (64-bit boot protocol) when the kernel cache kept one.
   VMLINUX=$(dirname "$L2_KERNEL")/vmlinux
   if [ -f "$VMLINUX" ]; then
