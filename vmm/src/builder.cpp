@@ -28,6 +28,7 @@
 #include "pinless/vmm/layout.h"
 #include "pinless/vmm/memory/guest_memory.h"
 #include "builder_devices.h"
+#include "builder_vfio.h"
 
 namespace pinless::vmm {
 namespace {
@@ -165,6 +166,13 @@ Result<int> build_and_run(const VmConfig& config, Timeline& timeline, Sys& sys) 
   LegacyDevices devices = PINLESS_TRY(
       LegacyDevices::create(vm, bus, state, timeline, serial_out.get(), config.cpus));
   timeline.mark("devices_ready");
+
+  // VFIO passthrough (--device vfio,...): one DMA backend for the VM, devices reset, all guest
+  // RAM pinned at IOVA = GPA, BARs mapped -- before the first vCPU runs. Declared after the
+  // devices, so it is torn down first (devices released and reset, then pins unmapped).
+  std::unique_ptr<VfioSetup> vfio = PINLESS_TRY(VfioSetup::create(config, vm, memory, bus, timeline, sys));
+  PINLESS_TRY_VOID(vfio->attach(devices.pci_root()));
+  if (vfio->device_count() > 0) timeline.mark("vfio_ready");
 
   // vCPUs: created after the irqchip (in-kernel LAPIC each); CPUID before MSRs (KVM checks
   // some MSRs against CPUID), all before the first KVM_RUN. Only vCPU 0 gets boot registers:

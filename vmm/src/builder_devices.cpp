@@ -33,6 +33,7 @@ struct LegacyDevices::Impl {
 LegacyDevices::LegacyDevices(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
 LegacyDevices::LegacyDevices(LegacyDevices&&) noexcept = default;
 LegacyDevices::~LegacyDevices() = default;
+pci::PciRoot& LegacyDevices::pci_root() { return *impl_->pci; }
 
 Result<Gpa> write_acpi_tables(const GuestMemory& memory, uint32_t cpus, bool serial) {
   acpi::AcpiConfig acpi = acpi::AcpiConfig::for_layout(memory.layout(), cpus);

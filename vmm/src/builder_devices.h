@@ -14,6 +14,7 @@
 #include "pinless/vmm/kvm/vm.h"
 #include "pinless/vmm/kvm/vm_state.h"
 #include "pinless/vmm/memory/guest_memory.h"
+#include "pinless/vmm/pci/pci_root.h"
 #include "pinless/vmm/timeline/timeline.h"
 
 namespace pinless::vmm {
@@ -30,6 +31,9 @@ class LegacyDevices {
                                                     uint32_t cpus);
   LegacyDevices(LegacyDevices&&) noexcept;
   ~LegacyDevices();
+
+  // The PCI root (bus 0), for devices plugged in after the legacy ones (VFIO passthrough).
+  pci::PciRoot& pci_root();
 
  private:
   struct Impl;

@@ -127,3 +127,44 @@ TEST_CASE("help and version") {
   CHECK(v.action == Action::kVersion);
   CHECK(v.text.rfind("pinless ", 0) == 0);
 }
+
+TEST_CASE("cli: --device vfio is repeatable and keeps the order") {
+  TempFile k;
+  auto r = parse({"run", "--kernel", k.path, "--device", "vfio,host=00:03.0", "--device",
+                  "vfio,path=/dev/vfio/devices/vfio1"});
+  REQUIRE(r.action == Action::kRun);
+  REQUIRE(r.config.vfio_devices.size() == 2);
+  CHECK(r.config.vfio_devices[0].host == "0000:00:03.0");
+  CHECK(r.config.vfio_devices[1].path == "/dev/vfio/devices/vfio1");
+  CHECK(r.config.iommu_backend == "auto");
+  CHECK(r.config.iommufd_fd == -1);
+}
+
+TEST_CASE("cli: bad --device values name the fix") {
+  TempFile k;
+  CHECK(error_of({"run", "--kernel", k.path, "--device", "virtio-net"}).find("only vfio") != std::string::npos);
+  CHECK(error_of({"run", "--kernel", k.path, "--device", "vfio,host=zz"}).find("not a PCI address") !=
+        std::string::npos);
+  CHECK(error_of({"run", "--kernel", k.path, "--device", "vfio"}).find("exactly one") != std::string::npos);
+  CHECK(error_of({"run", "--kernel", k.path, "--device", "vfio,host=00:03.0,path=/x"}).find("exactly one") !=
+        std::string::npos);
+  CHECK(error_of({"run", "--kernel", k.path, "--device", "vfio,bus=1"}).find("unknown") != std::string::npos);
+  CHECK(error_of({"run", "--kernel", k.path, "--device", "vfio,host=00:03.0", "--device",
+                  "vfio,host=0000:00:03.0"})
+            .find("twice") != std::string::npos);
+}
+
+TEST_CASE("cli: --iommu-backend and --iommufd-fd") {
+  TempFile k;
+  auto r = parse({"run", "--kernel", k.path, "--iommu-backend", "type1"});
+  REQUIRE(r.action == Action::kRun);
+  CHECK(r.config.iommu_backend == "type1");
+  auto f = parse({"run", "--kernel", k.path, "--iommufd-fd", "9"});
+  REQUIRE(f.action == Action::kRun);
+  CHECK(f.config.iommufd_fd == 9);
+  CHECK(f.config.iommu_backend == "iommufd");
+  CHECK(parse({"run", "--kernel", k.path, "--iommu-backend", "vfio"}).action == Action::kError);
+  CHECK(error_of({"run", "--kernel", k.path, "--iommufd-fd", "9", "--iommu-backend", "type1"}).find("exclude") !=
+        std::string::npos);
+  CHECK(error_of({"run", "--kernel", k.path, "--iommufd-fd", "-3"}).find("file descriptor") != std::string::npos);
+}

@@ -7,6 +7,7 @@
 #include <sstream>
 
 #include "pinless/base/size.h"
+#include "pinless/vfio/sysfs.h"
 #include "pinless/vmm/version.h"
 
 namespace pinless::vmm {
@@ -89,6 +90,39 @@ std::string parse_memory_option(const std::string& value, const HostLimits& host
   return "";
 }
 
+std::string parse_device_option(const std::string& value, VmConfig* out) {
+  auto items = split(value, ',');
+  if (items.empty() || items[0] != "vfio") {
+    return "--device " + value + ": only vfio devices exist; write vfio,host=DDDD:BB:DD.F or "
+           "vfio,path=/dev/vfio/devices/vfioN";
+  }
+  VmConfig::VfioDevice dev;
+  for (size_t i = 1; i < items.size(); ++i) {
+    auto eq = items[i].find('=');
+    std::string key = eq == std::string::npos ? items[i] : items[i].substr(0, eq);
+    std::string val = eq == std::string::npos ? "" : items[i].substr(eq + 1);
+    if (key == "host" && !val.empty()) {
+      auto bdf = vfio::normalize_bdf(val);
+      if (!bdf) return "--device " + value + ": '" + val + "' is not a PCI address; write DDDD:BB:DD.F (lspci -D)";
+      dev.host = *bdf;
+    } else if (key == "path" && !val.empty()) {
+      dev.path = val;
+    } else {
+      return "--device " + value + ": unknown or empty key '" + key + "'; the keys are host and path";
+    }
+  }
+  if (dev.host.empty() == dev.path.empty()) {
+    return "--device " + value + ": give exactly one of host=DDDD:BB:DD.F or path=/dev/vfio/devices/vfioN";
+  }
+  for (const auto& d : out->vfio_devices) {
+    if ((!dev.host.empty() && d.host == dev.host) || (!dev.path.empty() && d.path == dev.path)) {
+      return "--device " + value + ": the same device is given twice";
+    }
+  }
+  out->vfio_devices.push_back(std::move(dev));
+  return "";
+}
+
 CliResult parse_cli(const std::vector<std::string>& args, const HostLimits& host) {
   CliResult result;
   VmConfig cfg;
@@ -118,6 +152,21 @@ CliResult parse_cli(const std::vector<std::string>& args, const HostLimits& host
   run->add_option("--log-level", cfg.log_level, "error, warn, info, debug or trace")
       ->default_str("warn")
       ->check(CLI::IsMember({"error", "warn", "info", "debug", "trace"}));
+  std::vector<std::string> device_specs;
+  run->add_option("--device", device_specs,
+                  "pass a host PCI device through with VFIO: vfio,host=DDDD:BB:DD.F or "
+                  "vfio,path=/dev/vfio/devices/vfioN (repeatable; bind it to vfio-pci first)")
+      ->expected(1)
+      ->take_all();
+  run->add_option("--iommu-backend", cfg.iommu_backend,
+                  "host DMA API for --device: auto (iommufd when available, else VFIO type1), "
+                  "iommufd or type1")
+      ->default_str("auto")
+      ->check(CLI::IsMember({"auto", "iommufd", "type1"}));
+  int64_t iommufd_fd = -1;
+  auto* iommufd_opt = run->add_option("--iommufd-fd", iommufd_fd,
+                                      "use this already open iommufd (passed in by a manager); implies "
+                                      "--iommu-backend=iommufd");
   const char* exit_status_text =
       "Exit status of 'pinless run': the status the guest wrote to port 0xf5 before powering\n"
       "off (0 if none), 1 if pinless failed, 2 if the guest reset (reboot, triple fault,\n"
@@ -173,6 +222,19 @@ CliResult parse_cli(const std::vector<std::string>& args, const HostLimits& host
     return error("--serial " + serial + ": write stdio, file=PATH or off");
   }
   cfg.timeline = timeline->count() > 0;
+  for (const auto& spec : device_specs) {
+    if (auto e = parse_device_option(spec, &cfg); !e.empty()) return error(e);
+  }
+  if (iommufd_opt->count() > 0) {
+    if (iommufd_fd < 0 || iommufd_fd > 1 << 20) {
+      return error("--iommufd-fd " + std::to_string(iommufd_fd) + ": give an open file descriptor number");
+    }
+    if (cfg.iommu_backend == "type1") {
+      return error("--iommufd-fd and --iommu-backend=type1 exclude each other; drop one");
+    }
+    cfg.iommufd_fd = int(iommufd_fd);
+    cfg.iommu_backend = "iommufd";
+  }
   if (auto e = check_readable("kernel", cfg.kernel); !e.empty()) return error(e);
   if (!cfg.initrd.empty()) {
     if (auto e = check_readable("initrd", cfg.initrd); !e.empty()) return error(e);

@@ -30,6 +30,14 @@ struct VmConfig {
   bool timeline = false;
   std::string timeline_file;  // empty = stderr
   std::string log_level = "warn";
+  // VFIO passthrough (--device vfio,...): one entry per device, host BDF or cdev path.
+  struct VfioDevice {
+    std::string host;  // DDDD:BB:DD.F (normalised), or empty
+    std::string path;  // /dev/vfio/devices/vfioN, or empty
+  };
+  std::vector<VfioDevice> vfio_devices;
+  std::string iommu_backend = "auto";  // auto | iommufd | type1
+  int iommufd_fd = -1;                 // --iommufd-fd N: an iommufd passed in by a manager
 };
 
 struct HostLimits {
@@ -51,5 +59,8 @@ CliResult parse_cli(const std::vector<std::string>& args, const HostLimits& host
 // Parses the value of --memory ("size=S[,hugepages=on|off][,thp=on|off]" or just "S").
 // Returns an empty string on success, else the error line.
 std::string parse_memory_option(const std::string& value, const HostLimits& host, MemoryConfig* out);
+// Parses the value of --device ("vfio,host=DDDD:BB:DD.F" or "vfio,path=/dev/vfio/devices/vfioN").
+// Returns an empty string on success, else the error line.
+std::string parse_device_option(const std::string& value, VmConfig* out);
 
 }  // namespace pinless::vmm

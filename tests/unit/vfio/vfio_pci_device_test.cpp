@@ -1,0 +1,250 @@
+// VfioPciDevice (vmm/src/builder_vfio_pci.*): config-space virtualisation, BARs, MSI/MSI-X,
+// on a scripted VFIO device. Lives with the vfio tests because it is the VFIO glue.
+#include <doctest/doctest.h>
+#include <linux/vfio.h>
+
+#include <cstring>
+#include <initializer_list>
+#include <map>
+
+#include "../../../vmm/src/builder_vfio_pci.h"  // private to vmm/src
+#include "fake_vfio.h"
+#include "pinless/base/linux_kvm.h"
+#include "pinless/vmm/kvm/kvm.h"
+#include "unit/iommu/fake_iommu.h"
+
+using namespace pinless;
+using namespace pinless::testing;
+using namespace pinless::vmm;
+
+namespace {
+
+struct Rig {
+  FakeSys sys;
+  FakeIommufd iommufd{sys};
+  FakeVfioPci pci{sys};
+  std::map<uint32_t, kvm_userspace_memory_region> slots;  // live memslots
+  std::vector<kvm_irqfd> irqfds;
+  int routing_pushes = 0;
+  std::vector<kvm_irq_routing_entry> last_routes;
+
+  Rig() {
+    sys.on_open("/dev/kvm");
+    sys.on_ioctl(KVM_GET_API_VERSION, [](int, unsigned long, void*) { return 12; });
+    sys.on_ioctl(KVM_CHECK_EXTENSION, [](int, unsigned long, void*) { return 1; });
+    sys.on_ioctl(KVM_GET_VCPU_MMAP_SIZE, [](int, unsigned long, void*) { return 3 * 4096; });
+    sys.on_ioctl(KVM_CREATE_VM, [this](int, unsigned long, void*) { return sys.new_fd(); });
+    for (unsigned long req : std::initializer_list<unsigned long>{KVM_SET_TSS_ADDR, KVM_SET_IDENTITY_MAP_ADDR,
+                                                                  KVM_CREATE_IRQCHIP, KVM_CREATE_PIT2}) {
+      sys.on_ioctl(req, [](int, unsigned long, void*) { return 0; });
+    }
+    sys.on_ioctl(KVM_SET_USER_MEMORY_REGION, [this](int, unsigned long, void* a) {
+      auto* mr = static_cast<kvm_userspace_memory_region*>(a);
+      if (mr->memory_size == 0) {
+        slots.erase(mr->slot);
+      } else {
+        slots[mr->slot] = *mr;
+      }
+      return 0;
+    });
+    sys.on_ioctl(KVM_IRQFD, [this](int, unsigned long, void* a) {
+      irqfds.push_back(*static_cast<kvm_irqfd*>(a));
+      return 0;
+    });
+    sys.on_ioctl(KVM_SET_GSI_ROUTING, [this](int, unsigned long, void* a) {
+      auto* r = static_cast<kvm_irq_routing*>(a);
+      last_routes.assign(r->entries, r->entries + r->nr);
+      return ++routing_pushes, 0;
+    });
+  }
+
+  std::optional<kvm_irq_routing_entry> route(uint32_t gsi) const {
+    for (const auto& e : last_routes) {
+      if (e.gsi == gsi) return e;
+    }
+    return std::nullopt;
+  }
+};
+
+std::unique_ptr<vfio::VfioDevice> open_dev(Rig& rig, iommu::IommufdBackend& ioas) {
+  return vfio::VfioDevice::open_cdev(rig.sys, "/dev/vfio/devices/vfio0", ioas, "0000:00:03.0").value();
+}
+
+}  // namespace
+
+TEST_CASE("vfio pci: header from the device, BAR sized from the region, guest can size and move it") {
+  Rig rig;
+  {
+    auto ctx = iommu::Iommufd::open(rig.sys).value();
+    auto ioas = iommu::IommufdBackend::create(*ctx).value();
+    auto kvm = Kvm::open(rig.sys).value();
+    auto vm = Vm::create(kvm).value();
+    IoBus bus;
+    pci::MsiRouter router(rig.sys, vm.fd());
+    {
+      auto dev = VfioPciDevice::create(rig.sys, open_dev(rig, *ioas), {&vm, &bus, &router, 32});
+      REQUIRE(dev);
+      auto& d = **dev;
+      CHECK(d.config_read(0x00, 4) == 0x11e81234);
+      CHECK(d.config_read(0x3d, 1) == 0);  // no INTx
+      CHECK(d.config_read(0x100, 4) == 0);  // extended space hidden
+      REQUIRE(d.bars().size() == 1);
+      CHECK(d.bars()[0].size == (1u << 20));
+
+      // Sizing: all-ones reads back the size mask.
+      d.config_write(0x10, 4, 0xffffffff);
+      CHECK(d.config_read(0x10, 4) == 0xfff00000);
+      std::vector<pci::BarMove> moves;
+      d.set_bar_move_handler([&](const pci::BarMove& m) { moves.push_back(m); });
+      d.config_write(0x10, 4, 0xc0000000);
+      CHECK(rig.slots.empty());  // memory decode still off
+      // Command: memory + bus master reach the device, INTx stays disabled there.
+      d.config_write(0x04, 2, pci::kCommandMemory | pci::kCommandBusMaster);
+      CHECK(rig.pci.get16(0x04) ==
+            (pci::kCommandMemory | pci::kCommandBusMaster | pci::kCommandIntxDisable));
+      REQUIRE(moves.size() == 1);
+      CHECK(moves[0].to == 0xc0000000);
+      REQUIRE(rig.slots.size() == 1);
+      CHECK(rig.slots.begin()->second.guest_phys_addr == 0xc0000000);
+      CHECK(rig.slots.begin()->second.memory_size == (1u << 20));
+      // Relocation: the memslot follows.
+      d.config_write(0x10, 4, 0xc0100000);
+      REQUIRE(rig.slots.size() == 1);
+      CHECK(rig.slots.begin()->second.guest_phys_addr == 0xc0100000);
+      d.config_write(0x04, 2, 0);
+      CHECK(rig.slots.empty());
+      d.config_write(0x04, 2, pci::kCommandMemory);
+      CHECK(rig.slots.size() == 1);
+    }
+    CHECK(rig.slots.empty());  // teardown removes the memslot
+    CHECK(rig.sys.live_mappings() == 0);
+  }
+  CHECK(rig.pci.resets == 2);
+}
+
+TEST_CASE("vfio pci: capabilities: MSI and PM kept, others hidden, writes only where allowed") {
+  Rig rig;
+  rig.pci.config[0x41] = 0x60;
+  rig.pci.config[0x60] = 0x10;  // PCIe: hidden
+  rig.pci.config[0x61] = 0x80;
+  rig.pci.config[0x80] = 0x01;  // PM: kept read-only
+  rig.pci.config[0x81] = 0x00;
+  rig.pci.config[0xa0] = 0x5a;  // device-specific byte, not in a capability
+  auto ctx = iommu::Iommufd::open(rig.sys).value();
+  auto ioas = iommu::IommufdBackend::create(*ctx).value();
+  auto dev = VfioPciDevice::create(rig.sys, open_dev(rig, *ioas), {nullptr, nullptr, nullptr, 0});
+  REQUIRE(dev);
+  auto& d = **dev;
+  CHECK((d.config_read(0x06, 2) & pci::kStatusCapList) != 0);
+  CHECK(d.config_read(0x34, 1) == 0x40);
+  CHECK(d.config_read(0x40, 1) == 0x05);
+  CHECK(d.config_read(0x41, 1) == 0x80);  // MSI -> PM, PCIe skipped
+  CHECK(d.config_read(0x80, 1) == 0x01);
+  CHECK(d.config_read(0x81, 1) == 0x00);
+  CHECK(d.config_read(0xa0, 1) == 0x5a);  // live from the device
+  size_t writes = rig.pci.writes.size();
+  d.config_write(0xa0, 1, 0x11);  // dropped
+  d.config_write(0x80, 4, 0xffffffff);  // PM read-only
+  CHECK(rig.pci.writes.size() == writes);
+  CHECK(d.config_read(0x80, 1) == 0x01);
+  // MSI control: only enable and MME are writable; the id/next bytes are not.
+  d.config_write(0x40, 4, 0xffffffff);
+  CHECK(d.config_read(0x40, 2) == 0x8005);
+  CHECK((d.config_read(0x42, 2) & 0x0071) == 0x0001);  // MME clamped to what the device has (1)
+  CHECK(d.kept_capabilities().size() == 2);
+}
+
+TEST_CASE("vfio pci: MSI enable binds an eventfd with SET_IRQS and routes it through KVM") {
+  Rig rig;
+  {
+    auto ctx = iommu::Iommufd::open(rig.sys).value();
+    auto ioas = iommu::IommufdBackend::create(*ctx).value();
+    auto kvm = Kvm::open(rig.sys).value();
+    auto vm = Vm::create(kvm).value();
+    pci::MsiRouter router(rig.sys, vm.fd());
+    size_t base = rig.sys.open_fds();
+    auto dev = VfioPciDevice::create(rig.sys, open_dev(rig, *ioas), {&vm, nullptr, &router, 32});
+    REQUIRE(dev);
+    auto& d = **dev;
+    d.config_write(0x44, 4, 0xfee00000);
+    d.config_write(0x48, 4, 0);
+    d.config_write(0x4c, 2, 0x00f7);
+    CHECK(rig.pci.irq_sets.empty());
+    d.config_write(0x42, 2, 0x0001);  // enable
+    REQUIRE(rig.pci.irq_sets.size() == 1);
+    CHECK(rig.pci.irq_sets[0].index == vfio::kMsiIrq);
+    REQUIRE(rig.pci.irq_sets[0].fds.size() == 1);
+    int efd = rig.pci.irq_sets[0].fds[0];
+    auto r = rig.route(pci::MsiRouter::kLegacyGsis);
+    REQUIRE(r);
+    CHECK(r->u.msi.address_lo == 0xfee00000);
+    CHECK(r->u.msi.data == 0xf7);
+    REQUIRE_FALSE(rig.irqfds.empty());
+    CHECK(int(rig.irqfds.back().fd) == efd);
+    CHECK(rig.irqfds.back().flags == 0);  // attached
+    // Disable: VFIO told to stop, irqfd detached (interrupts stay pending in the eventfd).
+    d.config_write(0x42, 2, 0x0000);
+    REQUIRE(rig.pci.irq_sets.size() == 2);
+    CHECK(rig.pci.irq_sets[1].count == 0);
+    CHECK(rig.irqfds.back().flags == uint32_t(KVM_IRQFD_FLAG_DEASSIGN));
+    dev->reset();
+    CHECK(rig.sys.open_fds() == base);  // device fd closed
+    CHECK(rig.sys.count_what("eventfd") == 1);
+    CHECK(rig.pci.resets == 2);
+  }
+}
+
+TEST_CASE("vfio pci: the MSI-X table page is trapped and emulated, the rest of the BAR mapped") {
+  Rig rig;
+  rig.pci.add_msix(4, 0);
+  rig.pci.irq_counts[1] = 0;  // no MSI: only MSI-X
+  rig.pci.regions[0].size = 0x4000;
+  {
+    auto ctx = iommu::Iommufd::open(rig.sys).value();
+    auto ioas = iommu::IommufdBackend::create(*ctx).value();
+    auto kvm = Kvm::open(rig.sys).value();
+    auto vm = Vm::create(kvm).value();
+    IoBus bus;
+    pci::MsiRouter router(rig.sys, vm.fd());
+    size_t base = rig.sys.open_fds();
+    auto dev = VfioPciDevice::create(rig.sys, open_dev(rig, *ioas), {&vm, &bus, &router, 32});
+    REQUIRE(dev);
+    auto& d = **dev;
+    REQUIRE(d.msix());
+    CHECK(d.kept_capabilities().size() == 1);  // MSI hidden (no MSI irqs), MSI-X kept
+    CHECK(d.config_read(0x34, 1) == 0x50);
+    d.config_write(0x10, 4, 0xc0000000);
+    d.config_write(0x04, 2, pci::kCommandMemory);
+    // Page 0 (table + PBA at 0x800) trapped on the bus, pages 1..3 in one memslot.
+    CHECK(bus.owner(IoBus::Space::kMmio, 0xc0000000).find("vfio") != std::string::npos);
+    REQUIRE(rig.slots.size() == 1);
+    CHECK(rig.slots.begin()->second.guest_phys_addr == 0xc0001000);
+    CHECK(rig.slots.begin()->second.memory_size == 0x3000);
+
+    // Program vector 1 through the bus, then enable MSI-X.
+    uint32_t lo = 0xfee00000, data = 0x41, ctl = 0;
+    REQUIRE(bus.mmio_write(Gpa(0xc0000010), std::span(reinterpret_cast<uint8_t*>(&lo), 4)));
+    REQUIRE(bus.mmio_write(Gpa(0xc0000018), std::span(reinterpret_cast<uint8_t*>(&data), 4)));
+    REQUIRE(bus.mmio_write(Gpa(0xc000001c), std::span(reinterpret_cast<uint8_t*>(&ctl), 4)));
+    uint32_t back = 0;
+    REQUIRE(bus.mmio_read(Gpa(0xc0000018), std::span(reinterpret_cast<uint8_t*>(&back), 4)));
+    CHECK(back == 0x41);
+    d.config_write(0x52, 2, pci::MsixTable::kControlEnable);
+    REQUIRE(rig.pci.irq_sets.size() == 1);
+    CHECK(rig.pci.irq_sets[0].index == vfio::kMsixIrq);
+    CHECK(rig.pci.irq_sets[0].fds.size() == 4);
+    auto r = rig.route(pci::MsiRouter::kLegacyGsis + 1);
+    REQUIRE(r);
+    CHECK(r->u.msi.data == 0x41);
+    // Bad guest accesses to the table are ignored (1-byte, past the end of the BAR).
+    uint8_t one = 0xaa;
+    bus.mmio_write(Gpa(0xc0000011), std::span(&one, 1));
+    uint64_t far = 0;
+    bus.mmio_read(Gpa(0xc0000ff8), std::span(reinterpret_cast<uint8_t*>(&far), 8));
+    dev->reset();
+    CHECK(rig.sys.open_fds() == base);
+    CHECK(rig.slots.empty());
+    CHECK(bus.owner(IoBus::Space::kMmio, 0xc0000000).empty());
+  }
+  CHECK(rig.sys.live_mappings() == 0);
+}

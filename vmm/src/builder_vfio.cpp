@@ -1,0 +1,177 @@
+#include "builder_vfio.h"
+
+#include <chrono>
+#include <fmt/format.h>
+#include <optional>
+#include <vector>
+
+#include "pinless/base/log.h"
+#include "pinless/base/size.h"
+#include "pinless/iommu/backend_select.h"
+#include "pinless/iommu/iommufd_backend.h"
+#include "pinless/iommu/pinned_region.h"
+#include "pinless/iommu/type1_backend.h"
+#include "pinless/vfio/sysfs.h"
+#include "pinless/vfio/vfio_device.h"
+#include "pinless/vmm/pci/bar_allocator.h"
+#include "pinless/vmm/pci/msi_router.h"
+#include "builder_vfio_pci.h"
+
+namespace pinless::vmm {
+namespace {
+
+// Memslots 0..31 are left to guest RAM; VFIO BAR pieces take 32 and up.
+constexpr uint32_t kFirstVfioSlot = 32;
+// I/O window of the host bridge (the DSDT's WordIO 0x1000..0xffff).
+constexpr Range<uint64_t> kPciIoWindow{0x1000, 0xf000};
+
+struct Located {
+  vfio::DeviceLocation loc;
+  std::string cdev;  // from path= or sysfs
+};
+
+Result<Located> locate(const VmConfig::VfioDevice& spec) {
+  Located l;
+  std::string bdf = spec.host;
+  if (!spec.path.empty()) bdf = PINLESS_TRY(vfio::bdf_of_cdev(spec.path));
+  l.loc = PINLESS_TRY(vfio::locate_device(bdf));
+  l.cdev = spec.path.empty() ? l.loc.cdev : spec.path;
+  return l;
+}
+
+}  // namespace
+
+struct VfioSetup::Impl {
+  // Declared in dependency order; destroyed in reverse (see ~VfioSetup for the devices).
+  std::unique_ptr<iommu::Iommufd> iommufd;
+  std::unique_ptr<iommu::IommufdBackend> ioas;
+  std::unique_ptr<iommu::Type1Backend> container;
+  iommu::DmaBackend* backend = nullptr;
+  std::vector<iommu::PinnedRegion> pins;
+  std::unique_ptr<pci::MsiRouter> router;
+  std::optional<vfio::KvmVfio> kvm_vfio;
+  std::vector<std::shared_ptr<VfioPciDevice>> devices;
+  std::vector<int> kvm_files;
+
+  ~Impl() {
+    // The KVM VFIO device holds a reference on each file; drop it so closing the device
+    // really unbinds it from the IOAS/container. Then devices (irqs off, reset, close)
+    // before the pins and the backend.
+    if (kvm_vfio) {
+      for (int fd : kvm_files) (void)kvm_vfio->remove_file(fd);
+    }
+    for (auto& d : devices) d->shutdown();
+    devices.clear();
+    kvm_vfio.reset();
+    router.reset();
+    pins.clear();
+  }
+};
+
+VfioSetup::VfioSetup(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
+VfioSetup::~VfioSetup() = default;
+
+size_t VfioSetup::device_count() const { return impl_->devices.size(); }
+uint64_t VfioSetup::pinned_bytes() const { return impl_->backend ? impl_->backend->mapped_bytes() : 0; }
+
+Result<std::unique_ptr<VfioSetup>> VfioSetup::create(const VmConfig& config, Vm& vm, const GuestMemory& memory,
+                                                     IoBus& bus, Timeline& timeline, Sys& sys) {
+  auto log = logger("vfio");
+  auto impl = std::make_unique<Impl>();
+  if (config.vfio_devices.empty()) return std::unique_ptr<VfioSetup>(new VfioSetup(std::move(impl)));
+
+  // 1. Where the devices are, and which backend serves all of them.
+  std::vector<Located> located;
+  for (const auto& spec : config.vfio_devices) located.push_back(PINLESS_TRY(locate(spec)));
+  iommu::BackendChoice choice = PINLESS_TRY(iommu::parse_backend_choice(config.iommu_backend));
+  bool all_cdev = true;
+  for (const auto& l : located) all_cdev = all_cdev && !l.cdev.empty();
+  iommu::BackendProbe probe = iommu::probe_backends(located[0].loc.bdf, all_cdev ? located[0].cdev : "",
+                                                    config.iommufd_fd >= 0);
+  iommu::BackendKind kind = PINLESS_TRY(iommu::select_backend(choice, probe));
+  {
+    auto phase = timeline.phase("dma_backend", {{"backend", iommu::backend_name(kind)}});
+    if (kind == iommu::BackendKind::kIommufd) {
+      impl->iommufd = config.iommufd_fd >= 0 ? PINLESS_TRY(iommu::Iommufd::adopt(sys, config.iommufd_fd))
+                                             : PINLESS_TRY(iommu::Iommufd::open(sys));
+      impl->ioas = PINLESS_TRY(iommu::IommufdBackend::create(*impl->iommufd));
+      impl->backend = impl->ioas.get();
+    } else {
+      impl->container = PINLESS_TRY(iommu::Type1Backend::open(sys));
+      impl->backend = impl->container.get();
+    }
+  }
+  log->info("DMA backend: {}", iommu::backend_name(kind));
+
+  // 2. Open and reset every device (attaching it to the IOAS / adding its group, so the
+  // usable IOVA ranges below already account for its reserved regions).
+  std::vector<std::unique_ptr<vfio::VfioDevice>> opened;
+  for (const auto& l : located) {
+    auto phase = timeline.phase("vfio_reset", {{"device", l.loc.bdf}});
+    std::unique_ptr<vfio::VfioDevice> dev;
+    if (kind == iommu::BackendKind::kIommufd) {
+      if (l.cdev.empty()) {
+        return fail("vfio device", ENODEV, l.loc.bdf + " has no VFIO cdev",
+                    "the kernel needs CONFIG_VFIO_DEVICE_CDEV for iommufd; use --iommu-backend=type1");
+      }
+      dev = PINLESS_TRY(vfio::VfioDevice::open_cdev(sys, l.cdev, *impl->ioas, l.loc.bdf));
+    } else {
+      dev = PINLESS_TRY(vfio::VfioDevice::open_group(sys, *impl->container, *l.loc.group, l.loc.bdf));
+    }
+    phase.attr("reset", dev->can_reset() ? "yes" : "unsupported");
+    log->info("{}: opened ({} regions, reset {})", l.loc.bdf, dev->regions().size(),
+              dev->can_reset() ? "done" : "unsupported");
+    opened.push_back(std::move(dev));
+  }
+
+  // 3. Pin guest RAM at IOVA = GPA before any vCPU runs: static pinning, so the device can
+  // DMA anywhere in RAM from the first instruction.
+  std::vector<Range<Iova>> allowed = PINLESS_TRY(impl->backend->iova_ranges());
+  for (const auto& region : memory.regions()) {
+    auto phase = timeline.phase("pin_region", {{"gpa", fmt::format("{:#x}", region.gpa.start.value())}});
+    auto t0 = std::chrono::steady_clock::now();
+    iommu::PinnedRegionSpec spec;
+    spec.name = fmt::format("ram@{:#x}", region.gpa.start.value());
+    spec.gpa = region.gpa;
+    spec.hva = region.hva();
+    iommu::PinnedRegion pin = PINLESS_TRY(iommu::PinnedRegion::create(*impl->backend, spec, allowed, nullptr));
+    auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() - t0).count();
+    phase.attr("bytes", std::to_string(pin.mapped_bytes()));
+    phase.attr("ms", std::to_string(ms));
+    log->info("pinned {} at IOVA {:#x} in {} ms ({} in IOVA holes skipped)", format_size(pin.mapped_bytes()),
+              region.gpa.start.value(), ms, format_size(pin.skipped_bytes()));
+    impl->pins.push_back(std::move(pin));
+  }
+
+  // 4. Guest-facing devices.
+  impl->router = std::make_unique<pci::MsiRouter>(sys, vm.fd());
+  impl->kvm_vfio.emplace(PINLESS_TRY(vfio::KvmVfio::create(sys, vm.fd())));
+  const auto& lay = memory.layout();
+  pci::PciBarAllocator bars(lay.pci_mmio32, lay.pci_mmio64, kPciIoWindow);
+  for (size_t i = 0; i < opened.size(); ++i) {
+    std::string bdf = opened[i]->name();
+    auto phase = timeline.phase("vfio_bars", {{"device", bdf}});
+    int kvm_file = opened[i]->kvm_file_fd();
+    PINLESS_TRY_VOID(impl->kvm_vfio->add_file(kvm_file));
+    impl->kvm_files.push_back(kvm_file);
+    VfioPciDevice::Env env{&vm, &bus, impl->router.get(),
+                           kFirstVfioSlot + uint32_t(i) * VfioPciDevice::kSlotsPerDevice};
+    auto dev = PINLESS_TRY(VfioPciDevice::create(sys, std::move(opened[i]), env));
+    PINLESS_TRY_VOID(bars.assign(dev->config()));
+    for (const auto& b : dev->bars()) {
+      log->info("{}: BAR {} {} bytes at {:#x}", bdf, b.index, b.size, b.address);
+    }
+    impl->devices.push_back(std::move(dev));
+  }
+  return std::unique_ptr<VfioSetup>(new VfioSetup(std::move(impl)));
+}
+
+Status VfioSetup::attach(pci::PciRoot& root) {
+  for (auto& d : impl_->devices) {
+    uint8_t devfn = PINLESS_TRY(root.add_device(d));
+    logger("vfio")->info("{} at 00:{:02x}.{}", d->name(), devfn >> 3, devfn & 7);
+  }
+  return {};
+}
+
+}  // namespace pinless::vmm

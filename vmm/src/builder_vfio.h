@@ -1,0 +1,49 @@
+// VFIO passthrough for the builder: everything `--device vfio,...` needs, in the order it
+// must happen before the first vCPU runs:
+//   1. locate each device (sysfs), pick ONE DMA backend for the VM (iommufd IOAS or a type1
+//      container, --iommu-backend / --iommufd-fd),
+//   2. open each device on it (cdev bind+attach, or group), reset it    (phase vfio_reset),
+//   3. pin all guest RAM at IOVA = GPA, one PinnedRegion per RAM region (phase pin_region),
+//   4. virtualise config space, mmap BARs, assign BAR addresses, eventfds + GSIs per vector,
+//      register with the KVM VFIO device                                (phase vfio_bars),
+//   5. attach() puts the devices on the guest's PCI bus.
+// Owns the backend, pins, MSI router and devices; teardown (destructor) runs in reverse:
+// devices released and reset first, then the pins unmapped, then the IOAS/container closed.
+// Borrows Vm, GuestMemory and IoBus (declared before it in the builder). Main thread only.
+#pragma once
+
+#include <memory>
+
+#include "pinless/base/result.h"
+#include "pinless/base/sys.h"
+#include "pinless/vmm/cli/config.h"
+#include "pinless/vmm/io_bus.h"
+#include "pinless/vmm/kvm/vm.h"
+#include "pinless/vmm/memory/guest_memory.h"
+#include "pinless/vmm/pci/pci_root.h"
+#include "pinless/vmm/timeline/timeline.h"
+
+namespace pinless::vmm {
+
+class VfioSetup {
+ public:
+  // Returns an empty setup (nothing opened) when the config has no VFIO devices.
+  [[nodiscard]] static Result<std::unique_ptr<VfioSetup>> create(const VmConfig& config, Vm& vm,
+                                                                 const GuestMemory& memory, IoBus& bus,
+                                                                 Timeline& timeline, Sys& sys);
+  ~VfioSetup();
+  VfioSetup(const VfioSetup&) = delete;
+  VfioSetup& operator=(const VfioSetup&) = delete;
+
+  // Plugs every device into bus 0 of `root` (lowest free slots).
+  [[nodiscard]] Status attach(pci::PciRoot& root);
+  size_t device_count() const;
+  uint64_t pinned_bytes() const;
+
+ private:
+  struct Impl;
+  explicit VfioSetup(std::unique_ptr<Impl> impl);
+  std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace pinless::vmm

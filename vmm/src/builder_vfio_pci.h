@@ -1,0 +1,150 @@
+// VfioPciDevice: a VFIO-passed-through PCI function as the guest sees it on bus 0.
+// The real device stays behind vfio::VfioDevice; this class virtualises its config space:
+//   - header (0x00..0x3f): a PciConfigSpace built from the device's ids, with BARs sized from
+//     the VFIO regions (guest sizing and relocation emulated, addresses from PciBarAllocator);
+//     the command register's I/O, memory and bus-master bits are also written to the device
+//     (vfio-pci never sets bus master itself), INTx stays disabled (no INTx routing);
+//   - capabilities: the real list is walked; MSI and MSI-X are emulated (their bytes live in
+//     the PciConfigSpace with the writable bits of the spec), power management is passed
+//     through read-only, all others are unlinked (hidden); extended space (0x100+) reads 0;
+//   - other bytes of 0x40..0xff read live from the device; guest writes there are dropped.
+// BARs: each memory BAR's mmappable parts (VFIO sparse areas minus the MSI-X table/PBA pages)
+// are mmap()ed and registered as KVM memslots at the guest BAR address; the rest (and I/O
+// BARs) is trapped on the IoBus: the MSI-X table/PBA go to an MsixTable, anything else to the
+// device with pread/pwrite. Moves follow the guest's BAR writes.
+// Interrupts: one eventfd per MSI/MSI-X vector, bound to the device with VFIO_DEVICE_SET_IRQS
+// and to KVM through MsiRouter::attach_irqfd, so an interrupt goes device -> eventfd -> KVM
+// irqfd without waking pinless.
+// Ownership: owns the VfioDevice, the eventfds, GSIs, memslots and BAR mappings; borrows the
+// Vm, IoBus and MsiRouter, which must outlive shutdown(). PciRoot keeps a shared_ptr, so the
+// owner calls shutdown() (idempotent; also run by the destructor) before the DMA backend and
+// router go away; afterwards config reads return all-ones.
+// Thread-safety: config access is serialised by PciRoot; BAR traps run on vCPU threads and
+// take the device's own mutex; the MsixTable has its own lock.
+#pragma once
+
+#include <array>
+#include <cstdint>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <vector>
+
+#include "pinless/base/log.h"
+#include "pinless/base/result.h"
+#include "pinless/iommu/sys_fd.h"
+#include "pinless/vfio/pci_caps.h"
+#include "pinless/vfio/vfio_device.h"
+#include "pinless/vmm/io.h"
+#include "pinless/vmm/io_bus.h"
+#include "pinless/vmm/kvm/vm.h"
+#include "pinless/vmm/pci/config_space.h"
+#include "pinless/vmm/pci/msi_router.h"
+#include "pinless/vmm/pci/msix_table.h"
+#include "pinless/vmm/pci/pci_device.h"
+
+namespace pinless::vmm {
+
+class VfioPciDevice final : public pci::PciDevice {
+ public:
+  static constexpr uint32_t kSlotsPerBar = 4;
+  static constexpr uint32_t kSlotsPerDevice = kSlotsPerBar * pci::kNumBars;
+  static constexpr uint32_t kMaxMsiVectors = 32;
+
+  struct Env {
+    Vm* vm = nullptr;  // memslots for mmapped BAR parts (null: nothing is mmapped, all trapped)
+    IoBus* bus = nullptr;
+    pci::MsiRouter* router = nullptr;  // null: no MSI/MSI-X (tests of config space only)
+    uint32_t first_slot = 0;           // memslots first_slot .. first_slot + kSlotsPerDevice - 1
+  };
+
+  [[nodiscard]] static Result<std::shared_ptr<VfioPciDevice>> create(Sys& sys, std::unique_ptr<vfio::VfioDevice> dev,
+                                                                     Env env);
+  ~VfioPciDevice() override;
+
+  uint32_t config_read(uint16_t offset, uint8_t size) override;
+  void config_write(uint16_t offset, uint8_t size, uint32_t value) override;
+  std::vector<pci::BarInfo> bars() const override { return config_.bars(); }
+  void set_bar_move_handler(pci::BarMoveFn fn) override { external_move_ = std::move(fn); }
+  std::string name() const override { return "vfio " + name_; }
+
+  pci::PciConfigSpace& config() { return config_; }
+  vfio::VfioDevice* device() { return dev_.get(); }
+  const std::vector<vfio::PciCap>& kept_capabilities() const { return kept_caps_; }
+  std::optional<vfio::MsiCapInfo> msi() const { return msi_; }
+  std::optional<vfio::MsixCapInfo> msix() const { return msix_cap_; }
+  // Guest-physical pieces currently backed by memslots (for tests and logs).
+  std::vector<Range<Gpa>> mapped_pieces() const;
+  // Interrupts off, GSIs released, memslots and traps removed, device reset and closed.
+  void shutdown();
+
+ private:
+  struct Vector {
+    iommu::SysFd event;
+    uint32_t gsi = 0;
+  };
+  struct Piece {
+    Range<uint64_t> in_bar;   // offset/size inside the BAR
+    vfio::SysMapping map;     // empty for trapped pieces
+    uint32_t slot = 0;
+  };
+  // An IoBus range that forwards to the device (MSI-X table/PBA or pread/pwrite).
+  class Trap final : public IoDevice {
+   public:
+    Trap(VfioPciDevice& d, uint8_t bar, uint64_t base) : dev_(d), bar_(bar), base_(base) {}
+    void read(uint64_t offset, std::span<uint8_t> data) override;
+    void write(uint64_t offset, std::span<const uint8_t> data) override;
+
+   private:
+    VfioPciDevice& dev_;
+    uint8_t bar_;
+    uint64_t base_;
+  };
+  struct BarState {
+    bool present = false;
+    pci::BarKind kind = pci::BarKind::kMem32;
+    uint64_t size = 0;
+    std::vector<Piece> mapped;                  // mmapped
+    std::vector<std::unique_ptr<Trap>> traps;   // one per trapped piece
+    std::vector<Range<uint64_t>> trapped;       // offsets of the trapped pieces
+    std::optional<uint64_t> at;                 // decoded at
+  };
+
+  VfioPciDevice(Sys& sys, std::unique_ptr<vfio::VfioDevice> dev, Env env, const pci::PciIdentity& id);
+  Status build(std::span<const uint8_t> real);
+  Status setup_bars(std::span<const uint8_t> real);
+  Status setup_caps(std::span<const uint8_t> real);
+  Status setup_vectors();
+  void on_bar_move(const pci::BarMove& m);
+  void unplace_bar(uint8_t index, uint64_t at);
+  void place_bar(uint8_t index, uint64_t at);
+  void sync_command();
+  void sync_msi();
+  void sync_msix_control();
+  void bar_access(uint8_t bar, uint64_t offset, std::span<uint8_t> data, bool is_write);
+  bool emulated(uint16_t offset) const { return offset < 256 && emulated_[offset]; }
+
+  Sys& sys_;
+  std::unique_ptr<vfio::VfioDevice> dev_;
+  Env env_;
+  std::string name_;
+  pci::PciConfigSpace config_;
+  std::array<bool, 256> emulated_{};
+  std::array<uint8_t, 256> real_{};
+  std::vector<vfio::PciCap> kept_caps_;
+  std::optional<vfio::MsiCapInfo> msi_;
+  std::optional<vfio::MsixCapInfo> msix_cap_;
+  std::optional<pci::MsixTable> msix_;
+  std::vector<Vector> msi_vectors_;
+  std::vector<Vector> msix_vectors_;
+  bool msi_on_ = false;
+  uint32_t msi_nvec_ = 0;
+  bool msix_on_ = false;
+  std::array<BarState, pci::kNumBars> bars_{};
+  pci::BarMoveFn external_move_;
+  std::mutex bar_mu_;  // BAR traps (vCPU threads) vs moves
+  bool shut_ = false;
+  RateLimit warn_{5, 10000};
+};
+
+}  // namespace pinless::vmm
