@@ -50,6 +50,7 @@ DmaRun FaultEngine::run_of(uint32_t region, uint64_t first, uint64_t count) cons
 }
 
 bool FaultEngine::make_room(uint64_t bytes, FaultPlan& out) {
+  if (!reclaim_) return accounting_.fits(bytes);
   while (!accounting_.fits(bytes)) {
     uint32_t id = windows_.coldest();
     if (id == WindowTable::kNil) return false;

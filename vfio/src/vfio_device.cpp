@@ -55,6 +55,16 @@ Result<std::unique_ptr<VfioDevice>> VfioDevice::open_cdev(Sys& sys, const std::s
   return dev;
 }
 
+Status VfioDevice::attach_pt(uint32_t pt_id) {
+  vfio_device_attach_iommufd_pt attach{};
+  attach.argsz = sizeof(attach);
+  attach.pt_id = pt_id;
+  if (int r = sys_.ioctl(fd_.get(), VFIO_DEVICE_ATTACH_IOMMUFD_PT, &attach); r < 0) {
+    return fail("VFIO_DEVICE_ATTACH_IOMMUFD_PT", -r, fmt::format("{} to object {}", name_, pt_id));
+  }
+  return {};
+}
+
 Result<std::unique_ptr<VfioDevice>> VfioDevice::open_group(Sys& sys, iommu::Type1Backend& container, int group,
                                                            const std::string& bdf) {
   int group_fd = PINLESS_TRY(container.add_group(group));

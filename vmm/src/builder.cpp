@@ -80,10 +80,14 @@ Result<UniqueFd> open_serial_output(const VmConfig& config) {
 }
 
 // Waits until the VM ends or a stop signal arrives.
-void wait_for_end(VmState& state, int signal_fd) {
-  pollfd fds[2] = {{state.wake_fd(), POLLIN, 0}, {signal_fd, POLLIN, 0}};
+// The main thread's event loop while the guest runs: VM end (device or vCPU), stop signals,
+// and the I/O page fault queue of fault-driven DMA (level-triggered; served here, never on a
+// vCPU thread). A fault queue that fails ends the VM: its devices would wait forever.
+void wait_for_end(VmState& state, int signal_fd, VfioSetup& dma) {
+  pollfd fds[3] = {{state.wake_fd(), POLLIN, 0}, {signal_fd, POLLIN, 0}, {dma.fault_fd(), POLLIN, 0}};
+  const nfds_t nfds = dma.fault_fd() >= 0 ? 3 : 2;
   while (!state.stopping()) {
-    int n = ::poll(fds, 2, -1);
+    int n = ::poll(fds, nfds, -1);
     if (n < 0 && errno == EINTR) continue;
     if (n < 0) {
       state.fail(std::string("poll: ") + std::strerror(errno));
@@ -92,6 +96,9 @@ void wait_for_end(VmState& state, int signal_fd) {
     if (fds[1].revents & POLLIN) {
       signalfd_siginfo si{};
       if (::read(signal_fd, &si, sizeof(si)) == sizeof(si)) state.interrupted(int(si.ssi_signo));
+    }
+    if (nfds == 3 && (fds[2].revents & (POLLIN | POLLERR | POLLHUP))) {
+      if (auto st = dma.on_fault_readable(); !st) state.fail("I/O page fault queue: " + st.error().message());
     }
   }
 }
@@ -172,7 +179,7 @@ Result<int> build_and_run(const VmConfig& config, Timeline& timeline, Sys& sys) 
   // devices, so it is torn down first (devices released and reset, then pins unmapped).
   std::unique_ptr<VfioSetup> vfio = PINLESS_TRY(VfioSetup::create(config, vm, memory, bus, timeline, sys));
   PINLESS_TRY_VOID(vfio->attach(devices.pci_root()));
-  if (vfio->device_count() > 0) timeline.mark("vfio_ready");
+  if (config.has_dma_devices()) timeline.mark("vfio_ready");
 
   // vCPUs: created after the irqchip (in-kernel LAPIC each); CPUID before MSRs (KVM checks
   // some MSRs against CPUID), all before the first KVM_RUN. Only vCPU 0 gets boot registers:
@@ -200,11 +207,12 @@ Result<int> build_and_run(const VmConfig& config, Timeline& timeline, Sys& sys) 
     threads.start(*vcpu, bus, state, std::move(first));
   }
   log->info("guest started: {} vCPU(s), {} RAM", config.cpus, format_size(config.memory.size));
-  wait_for_end(state, stop_signals.fd());
+  wait_for_end(state, stop_signals.fd(), *vfio);
   if (state.outcome() != VmState::Outcome::kSignal && state.outcome() != VmState::Outcome::kFailed) {
     timeline.mark("guest_shutdown");
   }
   threads.stop_all();
+  vfio->finish(timeline);
 
   switch (state.outcome()) {
     case VmState::Outcome::kPowerOff:

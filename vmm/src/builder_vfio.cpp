@@ -16,6 +16,10 @@
 #include "pinless/vmm/pci/bar_allocator.h"
 #include "pinless/vmm/pci/msi_router.h"
 #include "builder_vfio_pci.h"
+#include "dma/dma_pieces.h"
+#include "dma/guest_dma.h"
+#include "dma/mock_device.h"
+#include "dma/page_request.h"
 
 namespace pinless::vmm {
 namespace {
@@ -47,7 +51,7 @@ struct VfioSetup::Impl {
   std::unique_ptr<iommu::IommufdBackend> ioas;
   std::unique_ptr<iommu::Type1Backend> container;
   iommu::DmaBackend* backend = nullptr;
-  std::vector<iommu::PinnedRegion> pins;
+  std::unique_ptr<GuestDma> dma;
   std::unique_ptr<pci::MsiRouter> router;
   std::optional<vfio::KvmVfio> kvm_vfio;
   std::vector<std::shared_ptr<VfioPciDevice>> devices;
@@ -60,11 +64,12 @@ struct VfioSetup::Impl {
     if (kvm_vfio) {
       for (int fd : kvm_files) (void)kvm_vfio->remove_file(fd);
     }
+    if (dma) dma->release_devices();  // off the fault HWPTs, so those can be destroyed
     for (auto& d : devices) d->shutdown();
     devices.clear();
     kvm_vfio.reset();
     router.reset();
-    pins.clear();
+    dma.reset();  // fault windows and pins unmapped, HWPTs and fault queue destroyed
   }
 };
 
@@ -73,22 +78,40 @@ VfioSetup::~VfioSetup() = default;
 
 size_t VfioSetup::device_count() const { return impl_->devices.size(); }
 uint64_t VfioSetup::pinned_bytes() const { return impl_->backend ? impl_->backend->mapped_bytes() : 0; }
+int VfioSetup::fault_fd() const { return impl_->dma ? impl_->dma->fault_fd() : -1; }
+Status VfioSetup::on_fault_readable() { return impl_->dma ? impl_->dma->on_fault_readable() : Status{}; }
+
+void VfioSetup::finish(Timeline& timeline) {
+  if (!impl_->dma) return;
+  auto summary = impl_->dma->summary();
+  const auto& f = summary["faults"];
+  logger("dma")->info("dma: pinned {} (peak {}), {} fault groups ({} INVALID), {} pages mapped, {} reclaimed",
+                      format_size(summary["pinned_bytes"].get<uint64_t>()),
+                      format_size(summary["pinned_peak_bytes"].get<uint64_t>()), f["groups"].get<uint64_t>(),
+                      f["invalid_groups"].get<uint64_t>(), f["pages_mapped"].get<uint64_t>(),
+                      f["pages_reclaimed"].get<uint64_t>());
+  timeline.set_section("dma", summary.dump());
+}
 
 Result<std::unique_ptr<VfioSetup>> VfioSetup::create(const VmConfig& config, Vm& vm, const GuestMemory& memory,
                                                      IoBus& bus, Timeline& timeline, Sys& sys) {
   auto log = logger("vfio");
   auto impl = std::make_unique<Impl>();
-  if (config.vfio_devices.empty()) return std::unique_ptr<VfioSetup>(new VfioSetup(std::move(impl)));
+  if (!config.has_dma_devices()) return std::unique_ptr<VfioSetup>(new VfioSetup(std::move(impl)));
 
   // 1. Where the devices are, and which backend serves all of them.
   std::vector<Located> located;
   for (const auto& spec : config.vfio_devices) located.push_back(PINLESS_TRY(locate(spec)));
-  iommu::BackendChoice choice = PINLESS_TRY(iommu::parse_backend_choice(config.iommu_backend));
-  bool all_cdev = true;
-  for (const auto& l : located) all_cdev = all_cdev && !l.cdev.empty();
-  iommu::BackendProbe probe = iommu::probe_backends(located[0].loc.bdf, all_cdev ? located[0].cdev : "",
-                                                    config.iommufd_fd >= 0);
-  iommu::BackendKind kind = PINLESS_TRY(iommu::select_backend(choice, probe));
+  // Mock devices live on the passed iommufd (the CLI insists on --iommufd-fd).
+  iommu::BackendKind kind = iommu::BackendKind::kIommufd;
+  if (!located.empty()) {
+    iommu::BackendChoice choice = PINLESS_TRY(iommu::parse_backend_choice(config.iommu_backend));
+    bool all_cdev = true;
+    for (const auto& l : located) all_cdev = all_cdev && !l.cdev.empty();
+    iommu::BackendProbe probe = iommu::probe_backends(located[0].loc.bdf, all_cdev ? located[0].cdev : "",
+                                                      config.iommufd_fd >= 0);
+    kind = PINLESS_TRY(iommu::select_backend(choice, probe));
+  }
   {
     auto phase = timeline.phase("dma_backend", {{"backend", iommu::backend_name(kind)}});
     if (kind == iommu::BackendKind::kIommufd) {
@@ -124,24 +147,48 @@ Result<std::unique_ptr<VfioSetup>> VfioSetup::create(const VmConfig& config, Vm&
     opened.push_back(std::move(dev));
   }
 
-  // 3. Pin guest RAM at IOVA = GPA before any vCPU runs: static pinning, so the device can
-  // DMA anywhere in RAM from the first instruction.
-  std::vector<Range<Iova>> allowed = PINLESS_TRY(impl->backend->iova_ranges());
-  for (const auto& region : memory.regions()) {
-    auto phase = timeline.phase("pin_region", {{"gpa", fmt::format("{:#x}", region.gpa.start.value())}});
-    auto t0 = std::chrono::steady_clock::now();
-    iommu::PinnedRegionSpec spec;
-    spec.name = fmt::format("ram@{:#x}", region.gpa.start.value());
-    spec.gpa = region.gpa;
-    spec.hva = region.hva();
-    iommu::PinnedRegion pin = PINLESS_TRY(iommu::PinnedRegion::create(*impl->backend, spec, allowed, nullptr));
-    auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() - t0).count();
-    phase.attr("bytes", std::to_string(pin.mapped_bytes()));
-    phase.attr("ms", std::to_string(ms));
-    log->info("pinned {} at IOVA {:#x} in {} ms ({} in IOVA holes skipped)", format_size(pin.mapped_bytes()),
-              region.gpa.start.value(), ms, format_size(pin.skipped_bytes()));
-    impl->pins.push_back(std::move(pin));
+  // Mock devices (tests): onto our IOAS first, so its usable IOVA ranges reflect them.
+  std::vector<DmaDeviceRef> refs;
+  for (const auto& mock : config.dma.mocks) {
+    int fd = impl->iommufd->fd();
+    PINLESS_TRY_VOID(mock_domain_replace(sys, fd, mock.stdev, impl->ioas->ioas_id()));
+    DmaDeviceRef r;
+    r.name = fmt::format("mock device {}", mock.idev);
+    r.dev_id = mock.idev;
+    r.can_fault = true;
+    r.attach = [&sys, fd, stdev = mock.stdev](uint32_t pt) { return mock_domain_replace(sys, fd, stdev, pt); };
+    r.detach = [&sys, fd, mock] {
+      if (auto s = mock_domain_replace(sys, fd, mock.stdev, mock.home); !s) {
+        logger("dma")->error("cannot move the mock device home: {}", s.error().message());
+      }
+    };
+    refs.push_back(std::move(r));
   }
+
+  // 3. Guest RAM for DMA, per --ram-region: dma=pin regions mapped and pinned at IOVA = GPA
+  // before any vCPU runs; dma=fault regions mapped on demand through the fault queue.
+  for (auto& dev : opened) {
+    vfio::VfioDevice* d = dev.get();
+    DmaDeviceRef r;
+    r.name = d->name();
+    r.dev_id = d->devid();
+    auto pri = page_request_support([d](uint16_t off) {
+      auto v = d->config_read(off, 4);
+      return v ? *v : 0xffffffffu;
+    });
+    r.can_fault = pri.can_fault;
+    r.why_not = pri.why_not;
+    if (impl->ioas) {
+      uint32_t ioas_id = impl->ioas->ioas_id();
+      r.attach = [d](uint32_t pt) { return d->attach_pt(pt); };
+      r.detach = [d, ioas_id] {
+        if (auto s = d->attach_pt(ioas_id); !s) logger("dma")->warn("{}", s.error().message());
+      };
+    }
+    refs.push_back(std::move(r));
+  }
+  impl->dma = PINLESS_TRY(GuestDma::create(sys, *impl->backend, impl->ioas.get(), std::move(refs),
+                                           plan_dma_pieces(memory.regions(), config.dma), config.dma, timeline));
 
   // 4. Guest-facing devices.
   impl->router = std::make_unique<pci::MsiRouter>(sys, vm.fd());

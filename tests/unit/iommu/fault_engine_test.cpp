@@ -240,3 +240,19 @@ TEST_CASE("engine: take_all_windows returns every mapped window exactly and rele
   CHECK(acct.fault_bytes() == 0);
   CHECK(e.mapped(0).count_set() == 0);
 }
+
+TEST_CASE("engine: with reclaim off a fault over the pin limit is INVALID and nothing is unmapped") {
+  PinAccounting acct(8 * kPageSize);
+  FaultEngine e(acct);
+  e.set_reclaim(false);
+  e.add_region(region(4)).value();
+  run(e, {rec(1, 0)});
+  run(e, {rec(2, 10)});  // at the limit
+  auto plan = run(e, {rec(3, 20)});
+  CHECK(plan.unmaps.empty());
+  CHECK(plan.maps.empty());
+  CHECK(plan.responses[0].code == FaultCode::kInvalid);
+  CHECK(acct.total() == 8 * kPageSize);
+  CHECK(e.stats().reclaims == 0);
+  CHECK(e.stats().over_limit == 1);
+}

@@ -83,3 +83,12 @@ TEST_CASE("timeline accepts markers from several threads") {
   for (auto& th : threads) th.join();
   CHECK(t.events().size() == 1 + 100);  // process_start + each distinct marker once
 }
+
+TEST_CASE("timeline: sections sit beside events and phases, and can be replaced") {
+  Timeline t;
+  t.set_section("dma", R"({"pinned_bytes": 1})");
+  t.set_section("dma", R"({"pinned_bytes": 2})");
+  auto doc = nlohmann::json::parse(t.to_json());
+  CHECK(doc["dma"]["pinned_bytes"] == 2);
+  CHECK(doc.contains("events"));
+}

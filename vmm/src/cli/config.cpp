@@ -92,8 +92,9 @@ std::string parse_memory_option(const std::string& value, const HostLimits& host
 
 std::string parse_device_option(const std::string& value, VmConfig* out) {
   auto items = split(value, ',');
+  if (!items.empty() && items[0] == "mock") return parse_mock_device_option(value, &out->dma);
   if (items.empty() || items[0] != "vfio") {
-    return "--device " + value + ": only vfio devices exist; write vfio,host=DDDD:BB:DD.F or "
+    return "--device " + value + ": unknown device; write vfio,host=DDDD:BB:DD.F or "
            "vfio,path=/dev/vfio/devices/vfioN";
   }
   VmConfig::VfioDevice dev;
@@ -167,6 +168,23 @@ CliResult parse_cli(const std::vector<std::string>& args, const HostLimits& host
   auto* iommufd_opt = run->add_option("--iommufd-fd", iommufd_fd,
                                       "use this already open iommufd (passed in by a manager); implies "
                                       "--iommu-backend=iommufd");
+  std::vector<std::string> region_specs;
+  run->add_option("--ram-region", region_specs,
+                  "DMA policy for part of guest RAM: OFFSET:SIZE,dma=pin|fault[,premap=N]"
+                  "[,window=forward|aligned|hint] (offsets count RAM bytes as --memory does; "
+                  "repeatable; RAM not named is dma=pin; see docs/dma.md)")
+      ->expected(1)
+      ->take_all();
+  std::string fallback = "fail";
+  run->add_option("--dma-fallback", fallback,
+                  "when a dma=fault region cannot fault (no iommufd, kernel < 6.13, device or IOMMU "
+                  "without page requests): fail, or pin it instead")
+      ->default_str("fail")
+      ->check(CLI::IsMember({"fail", "pin"}));
+  std::string pin_limit;
+  run->add_option("--pin-limit", pin_limit,
+                  "most guest RAM this VM may pin for DMA: SIZE[,reclaim=on|off] (reclaim: unmap cold "
+                  "fault windows to stay under it)");
   const char* exit_status_text =
       "Exit status of 'pinless run': the status the guest wrote to port 0xf5 before powering\n"
       "off (0 if none), 1 if pinless failed, 2 if the guest reset (reboot, triple fault,\n"
@@ -225,6 +243,14 @@ CliResult parse_cli(const std::vector<std::string>& args, const HostLimits& host
   for (const auto& spec : device_specs) {
     if (auto e = parse_device_option(spec, &cfg); !e.empty()) return error(e);
   }
+  for (const auto& spec : region_specs) {
+    if (auto e = parse_ram_region_option(spec, &cfg.dma); !e.empty()) return error(e);
+  }
+  if (auto e = check_ram_regions(cfg.memory.size, &cfg.dma); !e.empty()) return error(e);
+  cfg.dma.fallback_pin = fallback == "pin";
+  if (!pin_limit.empty()) {
+    if (auto e = parse_pin_limit_option(pin_limit, &cfg.dma); !e.empty()) return error(e);
+  }
   if (iommufd_opt->count() > 0) {
     if (iommufd_fd < 0 || iommufd_fd > 1 << 20) {
       return error("--iommufd-fd " + std::to_string(iommufd_fd) + ": give an open file descriptor number");
@@ -234,6 +260,12 @@ CliResult parse_cli(const std::vector<std::string>& args, const HostLimits& host
     }
     cfg.iommufd_fd = int(iommufd_fd);
     cfg.iommu_backend = "iommufd";
+  }
+  if (!cfg.dma.mocks.empty()) {
+    if (cfg.iommufd_fd < 0) {
+      return error("--device mock needs --iommufd-fd: the mock device lives on the iommufd that created it");
+    }
+    if (cfg.dma.mocks.size() > 1) return error("--device mock: one mock device per VM");
   }
   if (auto e = check_readable("kernel", cfg.kernel); !e.empty()) return error(e);
   if (!cfg.initrd.empty()) {

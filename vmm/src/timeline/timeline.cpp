@@ -95,7 +95,21 @@ std::string Timeline::to_json() const {
     phases.push_back(std::move(j));
   }
   doc["phases"] = std::move(phases);
+  for (const auto& [key, json] : sections_) {
+    doc[key] = nlohmann::ordered_json::parse(json, nullptr, /*allow_exceptions=*/false);
+  }
   return doc.dump(2) + "\n";
+}
+
+void Timeline::set_section(std::string key, std::string json) {
+  std::lock_guard lock(mu_);
+  for (auto& [k, v] : sections_) {
+    if (k == key) {
+      v = std::move(json);
+      return;
+    }
+  }
+  sections_.emplace_back(std::move(key), std::move(json));
 }
 
 }  // namespace pinless::vmm

@@ -96,6 +96,9 @@ class FaultEngine {
   size_t region_count() const { return regions_.size(); }
   const FaultRegionSpec& region(uint32_t i) const { return regions_[i].spec; }
   const PageBitmap& mapped(uint32_t i) const { return regions_[i].bitmap; }
+  // Reclaim (default on): at the pin limit, unmap the coldest windows to make room. Off: a
+  // fault that does not fit under the limit is answered INVALID.
+  void set_reclaim(bool on) { reclaim_ = on; }
 
   // Plans one batch of records (whole groups: a group ends with a LAST_PAGE record or where
   // the cookie changes). Marks the planned pages mapped and charges them, optimistically.
@@ -141,6 +144,7 @@ class FaultEngine {
   std::vector<Region> regions_;
   WindowTable windows_;
   uint64_t batch_ = 0;
+  bool reclaim_ = true;
   Stats stats_;
   RateLimit warn_limit_;
 };

@@ -51,6 +51,9 @@ class VfioDevice {
   const RegionInfo* region(uint32_t index) const;
   const IrqInfo* irq(uint32_t index) const;
   uint32_t devid() const { return devid_; }  // iommufd device id (cdev path)
+  // iommufd path: VFIO_DEVICE_ATTACH_IOMMUFD_PT onto another IOAS or HWPT (a replace: the
+  // device stays where it was if the kernel refuses).
+  Status attach_pt(uint32_t pt_id);
 
   // VFIO_DEVICE_RESET (no-op when the device cannot be reset).
   Status reset();

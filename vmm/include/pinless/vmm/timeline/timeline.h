@@ -72,6 +72,9 @@ class Timeline {
   std::vector<Event> events() const;
   std::vector<Phase> phases() const;
   std::optional<uint64_t> find(std::string_view name) const;
+  // A top-level section of the JSON document beside events and phases (e.g. "dma"), given
+  // as JSON text; set again to replace it.
+  void set_section(std::string key, std::string json);
   // JSON document, see docs/timeline.md.
   std::string to_json() const;
 
@@ -79,6 +82,7 @@ class Timeline {
   mutable std::mutex mu_;
   std::vector<Event> events_;
   std::vector<Phase> phases_;
+  std::vector<std::pair<std::string, std::string>> sections_;
 };
 
 }  // namespace pinless::vmm

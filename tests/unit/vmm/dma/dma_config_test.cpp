@@ -1,0 +1,134 @@
+#include <doctest/doctest.h>
+#include <unistd.h>
+
+#include <cstdlib>
+#include <string>
+#include <vector>
+
+#include "pinless/vmm/cli/config.h"
+#include "pinless/vmm/cli/dma_config.h"
+
+using namespace pinless;
+using namespace pinless::vmm;
+using iommu::WindowPolicy;
+
+namespace {
+std::string region_error(const std::string& v) {
+  DmaConfig c;
+  return parse_ram_region_option(v, &c);
+}
+bool has(const std::string& text, const std::string& part) { return text.find(part) != std::string::npos; }
+
+struct KernelFile {
+  std::string path;
+  KernelFile() {
+    char tmpl[] = "/tmp/pinless-dma-cli-XXXXXX";
+    int fd = ::mkstemp(tmpl);
+    REQUIRE(fd >= 0);
+    REQUIRE(::write(fd, "x", 1) == 1);
+    ::close(fd);
+    path = tmpl;
+  }
+  ~KernelFile() { ::unlink(path.c_str()); }
+};
+}  // namespace
+
+TEST_CASE("ram-region: offsets, policy, premap and window parse; defaults are aligned 512") {
+  DmaConfig c;
+  REQUIRE(parse_ram_region_option("1G:3G,dma=fault,premap=16,window=forward", &c).empty());
+  REQUIRE(parse_ram_region_option("0:1G,dma=pin", &c).empty());
+  REQUIRE(parse_ram_region_option("4G:512M,dma=fault", &c).empty());
+  REQUIRE(c.regions.size() == 3);
+  CHECK(c.regions[0].offset == kGiB);
+  CHECK(c.regions[0].size == 3 * kGiB);
+  CHECK(c.regions[0].fault);
+  CHECK(c.regions[0].premap_pages == 16);
+  CHECK(c.regions[0].window == WindowPolicy::kForward);
+  CHECK_FALSE(c.regions[1].fault);
+  CHECK(c.regions[2].premap_pages == kDefaultPremapPages);
+  CHECK(c.regions[2].window == WindowPolicy::kAligned);
+  CHECK(c.any_fault());
+  REQUIRE(check_ram_regions(5 * kGiB, &c).empty());
+  CHECK(c.regions[0].offset == 0);  // sorted
+  CHECK(c.regions[2].offset == 4 * kGiB);
+}
+
+TEST_CASE("ram-region: each mistake gets its own message") {
+  CHECK(has(region_error(""), "OFFSET:SIZE"));
+  CHECK(has(region_error("1G,dma=pin"), "not OFFSET:SIZE"));
+  CHECK(has(region_error("x:1G,dma=pin"), "does not parse"));
+  CHECK(has(region_error("0:1G"), "dma=pin or dma=fault"));
+  CHECK(has(region_error("0:1G,dma=maybe"), "not pin or fault"));
+  CHECK(has(region_error("0:1G,dma=fault,premap=0"), "page count"));
+  CHECK(has(region_error("0:1G,dma=fault,premap=abc"), "page count"));
+  CHECK(has(region_error("0:1G,dma=fault,premap=999999999"), "page count"));
+  CHECK(has(region_error("0:1G,dma=fault,window=backward"), "forward, aligned or hint"));
+  CHECK(has(region_error("0:1G,dma=pin,premap=4"), "dma=fault regions only"));
+  CHECK(has(region_error("0:1G,dma=fault,color=red"), "unknown key 'color'"));
+}
+
+TEST_CASE("ram-region: regions must fit in RAM, be 4K aligned and disjoint") {
+  auto check = [](std::vector<std::string> specs, uint64_t mem) {
+    DmaConfig c;
+    for (const auto& s : specs) REQUIRE(parse_ram_region_option(s, &c).empty());
+    return check_ram_regions(mem, &c);
+  };
+  CHECK(check({"0:1G,dma=pin", "1G:1G,dma=fault"}, 2 * kGiB).empty());
+  CHECK(has(check({"1G:2G,dma=fault"}, 2 * kGiB), "beyond"));
+  CHECK(has(check({"3G:1M,dma=fault"}, 2 * kGiB), "beyond"));
+  CHECK(has(check({"0:1G,dma=pin", "512M:1G,dma=fault"}, 2 * kGiB), "overlaps"));
+  CHECK(has(check({"100:4096,dma=fault"}, 2 * kGiB), "multiples of 4K"));
+  CHECK(has(check({"0:0,dma=fault"}, 2 * kGiB), "empty"));
+}
+
+TEST_CASE("pin-limit and mock device options") {
+  DmaConfig c;
+  REQUIRE(parse_pin_limit_option("1G", &c).empty());
+  CHECK(c.pin_limit == kGiB);
+  CHECK_FALSE(c.reclaim);
+  REQUIRE(parse_pin_limit_option("256M,reclaim=on", &c).empty());
+  CHECK(c.pin_limit == 256 * kMiB);
+  CHECK(c.reclaim);
+  CHECK(has(parse_pin_limit_option("0", &c), "give a size"));
+  CHECK(has(parse_pin_limit_option("lots", &c), "give a size"));
+  CHECK(has(parse_pin_limit_option("1G,reclaim=maybe", &c), "reclaim=on"));
+
+  REQUIRE(parse_mock_device_option("mock,idev=3,stdev=2,home=1", &c).empty());
+  REQUIRE(c.mocks.size() == 1);
+  CHECK(c.mocks[0].idev == 3);
+  CHECK(c.mocks[0].stdev == 2);
+  CHECK(c.mocks[0].home == 1);
+  CHECK(has(parse_mock_device_option("mock,idev=3,stdev=2", &c), "needs idev=, stdev= and home="));
+  CHECK(has(parse_mock_device_option("mock,idev=0,stdev=2,home=1", &c), "nonzero"));
+  CHECK(has(parse_mock_device_option("mock,idev=3,stdev=2,home=1,x=4", &c), "unknown key"));
+}
+
+TEST_CASE("cli: --ram-region, --dma-fallback, --pin-limit and --device mock reach the config") {
+  KernelFile k;
+  const HostLimits host{16 * kGiB};
+  auto r = parse_cli({"run", "--kernel", k.path, "--memory", "size=4G", "--ram-region", "1G:3G,dma=fault,premap=64",
+                      "--ram-region", "0:1G,dma=pin", "--dma-fallback", "pin", "--pin-limit", "2G,reclaim=on"},
+                     host);
+  REQUIRE(r.action == CliResult::Action::kRun);
+  REQUIRE(r.config.dma.regions.size() == 2);
+  CHECK(r.config.dma.regions[0].offset == 0);
+  CHECK(r.config.dma.regions[1].premap_pages == 64);
+  CHECK(r.config.dma.fallback_pin);
+  CHECK(r.config.dma.pin_limit == 2 * kGiB);
+  CHECK(r.config.dma.reclaim);
+  CHECK_FALSE(r.config.has_dma_devices());
+
+  auto d = parse_cli({"run", "--kernel", k.path, "--iommufd-fd", "5", "--device", "mock,idev=3,stdev=2,home=1"}, host);
+  REQUIRE(d.action == CliResult::Action::kRun);
+  CHECK(d.config.has_dma_devices());
+  CHECK_FALSE(d.config.dma.fallback_pin);  // fail is the default
+
+  auto e = parse_cli({"run", "--kernel", k.path, "--device", "mock,idev=3,stdev=2,home=1"}, host);
+  REQUIRE(e.action == CliResult::Action::kError);
+  CHECK(has(e.text, "--iommufd-fd"));
+  auto big = parse_cli({"run", "--kernel", k.path, "--memory", "1G", "--ram-region", "512M:1G,dma=fault"}, host);
+  REQUIRE(big.action == CliResult::Action::kError);
+  CHECK(has(big.text, "beyond"));
+  auto fb = parse_cli({"run", "--kernel", k.path, "--dma-fallback", "maybe"}, host);
+  CHECK(fb.action == CliResult::Action::kError);
+}

@@ -1,0 +1,66 @@
+#include <doctest/doctest.h>
+
+#include <vector>
+
+#include "../../../../vmm/src/dma/dma_pieces.h"  // private to vmm/src
+#include "../../../../vmm/src/dma/page_request.h"
+
+using namespace pinless;
+using namespace pinless::vmm;
+
+namespace {
+// Two RAM regions as GuestMemory makes them for 4 GiB: 3 GiB below the hole, 1 GiB at 4 GiB.
+std::vector<MemoryRegion> ram_4g() {
+  auto* base = reinterpret_cast<uint8_t*>(uintptr_t(0x7f0000000000));
+  return {{{Gpa(0), 3 * kGiB}, base, 0}, {{Gpa(4 * kGiB), kGiB}, base + 3 * kGiB, 3 * kGiB}};
+}
+}  // namespace
+
+TEST_CASE("dma pieces: RAM not named is one pin piece per RAM region") {
+  auto pieces = plan_dma_pieces(ram_4g(), DmaConfig{});
+  REQUIRE(pieces.size() == 2);
+  CHECK_FALSE(pieces[0].fault);
+  CHECK(pieces[0].gpa.size == 3 * kGiB);
+  CHECK(pieces[1].gpa.start == Gpa(4 * kGiB));
+  CHECK(pieces[1].ram_offset == 3 * kGiB);
+  CHECK(pieces[1].hva == pieces[0].hva + 3 * kGiB);
+}
+
+TEST_CASE("dma pieces: a region across the PCI hole is split, offsets count RAM bytes") {
+  DmaConfig c;
+  REQUIRE(parse_ram_region_option("0:1G,dma=pin", &c).empty());
+  REQUIRE(parse_ram_region_option("2G:2G,dma=fault,premap=16,window=forward", &c).empty());
+  REQUIRE(check_ram_regions(4 * kGiB, &c).empty());
+  auto p = plan_dma_pieces(ram_4g(), c);
+  REQUIRE(p.size() == 4);
+  CHECK((!p[0].fault && p[0].gpa.start == Gpa(0) && p[0].gpa.size == kGiB));
+  CHECK((!p[1].fault && p[1].gpa.start == Gpa(kGiB) && p[1].gpa.size == kGiB));  // unnamed: pin
+  CHECK((p[2].fault && p[2].gpa.start == Gpa(2 * kGiB) && p[2].gpa.size == kGiB));
+  CHECK(p[2].premap_pages == 16);
+  CHECK(p[2].window == iommu::WindowPolicy::kForward);
+  CHECK((p[3].fault && p[3].gpa.start == Gpa(4 * kGiB) && p[3].gpa.size == kGiB));
+  CHECK(p[3].ram_offset == 3 * kGiB);
+  CHECK(p[3].hva == p[0].hva + 3 * kGiB);
+  uint64_t total = 0;
+  for (const auto& x : p) total += x.gpa.size;
+  CHECK(total == 4 * kGiB);
+}
+
+TEST_CASE("page requests: PRI and ATS are found in the extended list; loops and junk end the walk") {
+  std::vector<uint32_t> cfg(1024, 0);
+  auto read = [&cfg](uint16_t off) { return cfg[off / 4]; };
+  auto hdr = [](uint16_t id, uint16_t next) { return uint32_t(id) | (1u << 16) | (uint32_t(next) << 20); };
+  CHECK_FALSE(page_request_support(read).can_fault);  // no extended capabilities at all
+  cfg[0x100 / 4] = hdr(0x0001, 0x140);                 // AER
+  cfg[0x140 / 4] = hdr(kExtCapAts, 0x180);
+  cfg[0x180 / 4] = hdr(kExtCapPri, 0);
+  CHECK(page_request_support(read).can_fault);
+  cfg[0x140 / 4] = hdr(0x0003, 0x180);  // ATS gone: PRI alone is not enough
+  auto s = page_request_support(read);
+  CHECK_FALSE(s.can_fault);
+  CHECK(s.why_not.find("ATS") != std::string::npos);
+  cfg[0x180 / 4] = hdr(0x0004, 0x100);  // points backwards: a loop
+  CHECK_FALSE(has_ext_cap(read, kExtCapPri));
+  auto ones = [](uint16_t) { return 0xffffffffu; };  // unreadable
+  CHECK(page_request_support(ones).why_not.find("PRI") != std::string::npos);
+}
