@@ -95,6 +95,12 @@ if vmm_boot_checks; then
     echo 0 >/proc/sys/vm/nr_hugepages
   fi
   if pinless_guest thp 0 boot --memory size=128M,thp=on; then it_pass thp "128M with transparent huge pages"; fi
+  # No UART at all (the command line still says console=ttyS0): the guest's tests must not
+  # fail on console writes, and its status still comes back through the debug port.
+  if pinless_guest serial-off 0 boot --memory size=128M --serial off; then
+    if [ ! -s "$IT_LOG/serial-off.out" ]; then it_pass serial-off "boot test passed with no console, nothing printed"
+    else it_fail serial-off "output with --serial off"; fi
+  fi
 
   # Uncompressed ELF vmlinux (64-bit boot protocol) when the kernel cache kept one.
   VMLINUX=$(dirname "$L2_KERNEL")/vmlinux

@@ -156,7 +156,8 @@ CliResult parse_cli(const std::vector<std::string>& args, const HostLimits& host
   std::vector<std::string> device_specs;
   run->add_option("--device", device_specs,
                   "pass a host PCI device through with VFIO: vfio,host=DDDD:BB:DD.F or "
-                  "vfio,path=/dev/vfio/devices/vfioN (repeatable; bind it to vfio-pci first)")
+                  "vfio,path=/dev/vfio/devices/vfioN (repeatable; bind it to vfio-pci first). Tests: "
+                  "mock,idev=I,stdev=S,home=H, an IOMMUFD_TEST mock device on the --iommufd-fd")
       ->expected(1)
       ->take_all();
   run->add_option("--iommu-backend", cfg.iommu_backend,
