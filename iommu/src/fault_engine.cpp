@@ -157,6 +157,7 @@ void FaultEngine::plan(std::span<const FaultRecord> records, FaultPlan& out) {
     i = j + 1;
   }
   coalesce(out);
+  stats_.maps += out.maps.size();  // MAP calls, after coalescing
 }
 
 void FaultEngine::coalesce(FaultPlan& out) {

@@ -34,4 +34,7 @@ source "$HERE/vmm_boot.sh"
 # 3. VFIO passthrough (when present).
 [ -f "$HERE/vfio.sh" ] && source "$HERE/vfio.sh"
 
+# 4. Fault-driven DMA with the IOMMUFD_TEST mock device (iommufd kernel only).
+[ -f "$HERE/fault.sh" ] && source "$HERE/fault.sh"
+
 it_summary

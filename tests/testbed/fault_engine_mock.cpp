@@ -402,7 +402,7 @@ int main() {
     const auto& st = rig.engine.stats();
     info("burst: %u TRIGGER_IOPF from a second thread, %llu groups answered (%llu INVALID) in %llu reads, %llu MAPs, "
          "%llu ms; queue idle, no cookie 1..%u waiting; all %u pages mapped; VmPin +%ld kB = PinAccounting %llu B",
-         kBurst, ull(rig.acc.groups), ull(rig.acc.invalid), ull(rig.acc.reads), ull(st.maps ? st.maps : rig.acc.maps),
+         kBurst, ull(rig.acc.groups), ull(rig.acc.invalid), ull(rig.acc.reads), ull(st.maps),
          ull(dt / 1000), groups_delivered + 100, kBurst, kb, ull(rig.acct.total()));
     if (rig.acc.invalid != 0 || rig.acc.groups != kBurst) testbed::fail("burst: unexpected answers");
     rig.unmap_all("burst");

@@ -248,6 +248,7 @@ TEST_CASE("engine: with reclaim off a fault over the pin limit is INVALID and no
   e.add_region(region(4)).value();
   run(e, {rec(1, 0)});
   run(e, {rec(2, 10)});  // at the limit
+  CHECK(e.stats().maps == 2);  // one MAP call per window
   auto plan = run(e, {rec(3, 20)});
   CHECK(plan.unmaps.empty());
   CHECK(plan.maps.empty());
