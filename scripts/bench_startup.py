@@ -12,6 +12,10 @@ Two measures, both from just before exec of the VMM:
                     takes a #GP under q35 (it works under microvm and pinless).
   exec_to_console: to the console line "PINLESS-TEST boot ..." that /init prints once its
     test ran (a few ms after the marker); the same measure for all three VMMs.
+With --device BDF (or --vfio: the testbed's first edu device) it instead boots pinless N
+times with and N times without `--device vfio,host=BDF` (alternating, so drift hits both)
+and prints the medians of every event and phase side by side with their difference; the
+VFIO phases (dma_backend, vfio_reset, pin_region, vfio_bars; docs/timeline.md) explain it.
 Run by scripts/bench-startup. Prints measurements only; asserts nothing.
 """
 import argparse
@@ -54,11 +58,15 @@ def timed(cmd, want_status, stop_at_line=False):
     return t0, t_line, t_end
 
 
-def run_pinless(args, tmp, i):
-    tl = os.path.join(tmp, f"timeline-{i}.json")
+def run_pinless(args, tmp, i, device=None):
+    tl = os.path.join(tmp, f"timeline-{i}{'-dev' if device else ''}.json")
     cmd = [args.pinless, "run", "--kernel", args.kernel, "--initrd", args.initrd,
            "--cmdline", args.cmdline, "--cpus", str(args.cpus), "--memory", f"size={args.memory}",
            "--serial", "stdio", f"--timeline={tl}"]
+    if device:
+        cmd += ["--device", f"vfio,host={device}"]
+        if args.iommu_backend:
+            cmd += ["--iommu-backend", args.iommu_backend]
     r = timed(cmd, 0)
     if r is None:
         return None
@@ -77,6 +85,17 @@ def run_pinless(args, tmp, i):
         row["exec_to_console"] = (t_line - t0) / 1e6
     for ph in doc.get("phases", []):
         row["phase:" + ph["name"]] = row.get("phase:" + ph["name"], 0) + ph["duration_us"] / 1000.0
+        attrs = ph.get("attrs", {})
+        if ph["name"] == "pin_region":
+            # Summed over regions: bytes pinned, and how the phase splits (attrs in ms).
+            for key, label, scale in (("bytes", "MiB (attr bytes)", 2**20), ("populate_ms", "populate_ms", 1),
+                                      ("map_ms", "map_ms", 1)):
+                if key in attrs:
+                    name = "pin_region " + label
+                    row[name] = row.get(name, 0) + float(attrs[key]) / scale
+            row["pin_region count"] = row.get("pin_region count", 0) + 1
+        if ph["name"] == "dma_backend" and "backend" in attrs:
+            row["backend"] = attrs["backend"]
     return row
 
 
@@ -103,6 +122,44 @@ def stats(rows, key):
     return statistics.median(vals), min(vals), max(vals)
 
 
+def side_by_side(args, tmp):
+    """--device: pinless with and without the device, alternating; medians side by side."""
+    bdf = args.device
+    if bdf == "auto":
+        bdf = (os.environ.get("PINLESS_EDU_BDFS", "").split() or [""])[0]
+        if not bdf:
+            sys.exit("--vfio: no edu device in PINLESS_EDU_BDFS (run inside scripts/testbed with --edu 1)")
+    print(f"# with vs without --device vfio,host={bdf}, {args.n} boots each, alternating")
+    rows = {"without": [], "with": []}
+    for i in range(args.n):
+        for side in (("without", "with") if i % 2 == 0 else ("with", "without")):
+            r = run_pinless(args, tmp, i, bdf if side == "with" else None)
+            if r:
+                rows[side].append(r)
+    if not rows["with"] or not rows["without"]:
+        sys.exit(f"not enough successful runs: with {len(rows['with'])}, without {len(rows['without'])}")
+    backends = sorted({r.get("backend", "?") for r in rows["with"]})
+    print(f"# runs: without {len(rows['without'])}, with {len(rows['with'])}; DMA backend {', '.join(backends)}")
+    keys = ["exec_to_start"] + EVENTS + ["exec_to_marker", "exec_to_console", "exec_to_exit"]
+    phases = []
+    for r in rows["with"] + rows["without"]:
+        phases += [k for k in r if (k.startswith("phase:") or k.startswith("pin_region ")) and k not in phases]
+    print(f"\n{'median, ms (events: since process start)':40} {'without':>10} {'with':>10} {'delta':>10}")
+    for k in keys + phases:
+        a, b = stats(rows["without"], k), stats(rows["with"], k)
+        if a is None and b is None:
+            continue
+        fa = f"{a[0]:10.2f}" if a else f"{'-':>10}"
+        fb = f"{b[0]:10.2f}" if b else f"{'-':>10}"
+        d = (b[0] if b else 0.0) - (a[0] if a else 0.0)
+        print(f"{k:40} {fa} {fb} {d:+10.2f}")
+    for side in ("without", "with"):
+        own = stats(rows[side], "first_kvm_run")
+        if own:
+            print(f"pinless's own work before first KVM_RUN, {side} device: {own[0]:.2f} ms (median, "
+                  f"min {own[1]:.2f}, max {own[2]:.2f})")
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--kernel", required=True)
@@ -112,6 +169,10 @@ def main():
     ap.add_argument("--cpus", type=int, default=1)
     ap.add_argument("--memory", default="256M")
     ap.add_argument("--no-qemu", action="store_true")
+    ap.add_argument("--device", help="BDF bound to vfio-pci: pinless with vs without it (no QEMU runs)")
+    ap.add_argument("--vfio", dest="device", action="store_const", const="auto",
+                    help="--device with the testbed's first edu device")
+    ap.add_argument("--iommu-backend", help="passed to pinless with --device (auto, iommufd, type1)")
     ap.add_argument("--cmdline", default="console=ttyS0 reboot=k panic=-1 quiet pinless.test=boot")
     args = ap.parse_args()
     if os.environ.get("PINLESS_TESTBED") == "1" and "noxsave" not in args.cmdline:
@@ -123,6 +184,9 @@ def main():
     sys.stdout.reconfigure(line_buffering=True)
     print(f"# startup benchmark: {args.n} boots each, {args.cpus} vCPU, {args.memory}, kernel {args.kernel}")
     print(f"# host: {os.uname().release}, {os.cpu_count()} cpu(s); date {time.strftime('%Y-%m-%d %H:%M')}")
+    if args.device:
+        side_by_side(args, tmp)
+        return
     pin = [r for r in (run_pinless(args, tmp, i) for i in range(args.n)) if r]
     qemu = {}
     if not args.no_qemu:

@@ -1,7 +1,11 @@
 #include <doctest/doctest.h>
 #include <sys/mman.h>
 
+#include <algorithm>
 #include <atomic>
+#include <mutex>
+#include <utility>
+#include <vector>
 
 #include "fake_iommu.h"
 #include "pinless/iommu/backend_select.h"
@@ -84,6 +88,7 @@ TEST_CASE("populate: MADV_POPULATE_WRITE is split across threads; failures fall 
     return 0;
   });
   CHECK(ok.used_madvise);
+  CHECK(ok.threads == 4);
   CHECK(calls == 4);
   CHECK(covered == size);
   auto fb = populate_pages(hva_of(mem), size, 3, kPageSize, [](void*, size_t) { return -EINVAL; });
@@ -93,6 +98,84 @@ TEST_CASE("populate: MADV_POPULATE_WRITE is split across threads; failures fall 
   populate_pages(hva_of(mem), size, 2);
   CHECK(static_cast<uint8_t*>(mem)[5 * kPageSize] == 0xab);
   ::munmap(mem, size);
+}
+
+TEST_CASE("populate: thread count, automatic and explicit") {
+  // Automatic: one thread per CPU, at most one per min_chunk, and no pass below two threads.
+  CHECK(populate_thread_count(kGiB, 0, 8) == 8);
+  CHECK(populate_thread_count(kGiB, 0, 32) == kGiB / kPopulateMinChunk);
+  CHECK(populate_thread_count(kGiB, 0, 1) == 0);
+  CHECK(populate_thread_count(100 * kMiB, 0, 8) == 0);
+  CHECK(populate_thread_count(256 * kMiB, 0, 2, 128 * kMiB) == 2);
+  CHECK(populate_thread_count(kGiB, 0, 0) == 0);
+  // Explicit: as given, capped at one thread per page.
+  CHECK(populate_thread_count(kGiB, 1, 8) == 1);
+  CHECK(populate_thread_count(kGiB, 3, 1) == 3);
+  CHECK(populate_thread_count(2 * kPageSize, 5, 8) == 2);
+  CHECK(online_cpus() >= 1);
+}
+
+TEST_CASE("populate: slices cover the range once, inner cuts 2 MiB aligned") {
+  std::mutex mu;
+  std::vector<std::pair<uint64_t, uint64_t>> seen;
+  auto record = [&](void* p, size_t len) {
+    std::lock_guard lock(mu);
+    seen.emplace_back(reinterpret_cast<uint64_t>(p), len);
+    return 0;
+  };
+  // An odd size at a 4 KiB (not 2 MiB) aligned address: nothing is touched, the fake only records.
+  Hva base(0x7f0000001000);
+  uint64_t size = 7 * 64 * kMiB + 5 * kPageSize;
+  auto r = populate_pages(base, size, 7, kPageSize, record);
+  CHECK(r.threads == 7);
+  std::sort(seen.begin(), seen.end());
+  REQUIRE(seen.size() == 7);
+  uint64_t at = base.value();
+  for (size_t i = 0; i < seen.size(); ++i) {
+    CHECK(seen[i].first == at);
+    if (i > 0) CHECK(seen[i].first % (2 * kMiB) == 0);
+    at += seen[i].second;
+  }
+  CHECK(at == base.value() + size);
+  // Small ranges fall back to page-aligned cuts.
+  seen.clear();
+  CHECK(populate_pages(base, 3 * kPageSize, 3, kPageSize, record).threads == 3);
+  CHECK(seen.size() == 3);
+}
+
+TEST_CASE("pin: automatic populate follows the CPU count; explicit threads always populate") {
+  FakeSys sys;
+  FakeIommufd k(sys);
+  auto ctx = Iommufd::open(sys).value();
+  auto be = IommufdBackend::create(*ctx).value();
+  std::atomic<int> calls{0};
+  auto count = [&](void*, size_t) {
+    calls++;
+    return 0;
+  };
+  PinnedRegionSpec spec{"ram", {Gpa(0), kGiB}, Hva(0x7f0000000000)};
+  unsigned want = populate_thread_count(kGiB, 0, online_cpus());
+  {
+    auto r = PinnedRegion::create(*be, spec, kX86Ranges, nullptr, count).value();
+    CHECK(r.populate_threads() == want);
+    CHECK(calls == int(want));
+    CHECK(r.map_calls() == 1);
+  }
+  calls = 0;
+  spec.populate_threads = 1;  // the old single-threaded pre-pass
+  {
+    auto r = PinnedRegion::create(*be, spec, kX86Ranges, nullptr, count).value();
+    CHECK(r.populate_threads() == 1);
+    CHECK(calls == 1);
+  }
+  calls = 0;
+  spec.populate = false;
+  {
+    auto r = PinnedRegion::create(*be, spec, kX86Ranges, nullptr, count).value();
+    CHECK(r.populate_threads() == 0);
+    CHECK(calls == 0);
+    CHECK(r.mapped_bytes() == kGiB);
+  }
 }
 
 TEST_CASE("backend selection") {

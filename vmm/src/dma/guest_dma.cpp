@@ -143,6 +143,7 @@ Result<std::unique_ptr<GuestDma>> GuestDma::create(Sys& sys, iommu::DmaBackend& 
     phase.attr("ms", fmt::format("{:.1f}", double(us) / 1000));
     phase.attr("populate_ms", fmt::format("{:.1f}", double(pin.populate_us()) / 1000));
     phase.attr("map_ms", fmt::format("{:.1f}", double(pin.map_us()) / 1000));
+    phase.attr("populate_threads", std::to_string(pin.populate_threads()));
     log->info("pinned {} at IOVA {:#x} in {:.1f} ms ({} in IOVA holes skipped)", format_size(pin.mapped_bytes()),
               p.gpa.start.value(), double(us) / 1000, format_size(pin.skipped_bytes()));
     m.pin_of_piece[i] = int(m.pins.size());

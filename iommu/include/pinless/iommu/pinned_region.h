@@ -1,9 +1,10 @@
 // PinnedRegion: the static "pin" DMA policy for one guest RAM region. Before boot it
-// optionally pre-populates the pages (MADV_POPULATE_WRITE split across threads, falling back
-// to touching each page), then maps the region at IOVA = GPA with as few MAP calls as the
-// kernel allows: one per piece left after clipping to the usable IOVA ranges (holes such as
-// 0xfee00000-0xfeefffff are skipped, not mapped). Owns its DmaMappings (unmapped on
-// destruction, also when a later piece fails) and its PinAccounting charge.
+// optionally pre-populates the pages in parallel (populate.h: MADV_POPULATE_WRITE, one slice
+// per thread; skipped when only one thread would do it, since the MAP populates anyway),
+// then maps the region at IOVA = GPA with as few MAP calls as the kernel allows: one per
+// piece left after clipping to the usable IOVA ranges (holes such as 0xfee00000-0xfeefffff
+// are skipped, not mapped). Owns its DmaMappings (unmapped on destruction, also when a later
+// piece fails) and its PinAccounting charge.
 // Reports bytes and microseconds for the startup timeline. Thread-compatible; the backend
 // and accounting must outlive it.
 #pragma once
@@ -16,6 +17,7 @@
 #include "pinless/base/types.h"
 #include "pinless/iommu/dma_mapping.h"
 #include "pinless/iommu/pin_accounting.h"
+#include "pinless/iommu/populate.h"
 
 namespace pinless::iommu {
 
@@ -24,21 +26,14 @@ struct PinnedRegionSpec {
   Range<Gpa> gpa;
   Hva hva;
   Perm perm = Perm::kReadWrite;
+  // false: never pre-populate (the MAP faults the pages in, single-threaded, in the kernel).
   bool populate = true;
-  unsigned populate_threads = 1;
+  // 0 = automatic: min(CPUs we may run on, size / populate_min_chunk) threads, and no
+  // separate pass when that is below 2. N > 0: always pre-populate with N threads (N = 1 is
+  // what pinless did before the parallel path; kept for benchmarks).
+  unsigned populate_threads = 0;
+  uint64_t populate_min_chunk = kPopulateMinChunk;
 };
-
-// Pre-faults [hva, hva + size) writable. `madvise_fn` is the seam for tests (returns 0 or
-// -errno); on EINVAL (kernel < 5.14) or any error it touches every page instead, reading and
-// writing back one byte so existing contents (a loaded kernel image) survive.
-using MadviseFn = std::function<int(void* addr, size_t len)>;
-int madvise_populate_write(void* addr, size_t len);
-struct PopulateResult {
-  uint64_t bytes = 0;
-  bool used_madvise = true;  // false if at least one chunk fell back to touching
-};
-PopulateResult populate_pages(Hva hva, uint64_t size, unsigned threads, uint64_t page_size = kPageSize,
-                              const MadviseFn& madvise_fn = madvise_populate_write);
 
 class PinnedRegion {
  public:
@@ -58,6 +53,8 @@ class PinnedRegion {
   uint64_t skipped_bytes() const { return skipped_; }   // in IOVA holes
   uint64_t populate_us() const { return populate_us_; }
   uint64_t map_us() const { return map_us_; }
+  unsigned populate_threads() const { return populate_threads_; }  // 0: no separate pass
+  size_t map_calls() const { return maps_.size(); }
 
  private:
   PinnedRegion() = default;
@@ -67,6 +64,7 @@ class PinnedRegion {
   uint64_t skipped_ = 0;
   uint64_t populate_us_ = 0;
   uint64_t map_us_ = 0;
+  unsigned populate_threads_ = 0;
 };
 
 }  // namespace pinless::iommu
