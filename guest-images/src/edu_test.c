@@ -20,7 +20,9 @@
  * VFIO-noiommu driver is needed (the testbed kernel has neither). If tracefs
  * is not mounted, edu-test mounts it.
  *
- * Output: one line per device, "edu-test: BDF ok: ..." or "edu-test: BDF FAIL: reason".
+ * Output: one line per device, "edu-test: BDF ok: ..." or "edu-test: BDF FAIL: reason",
+ * then "edu-test: N of M devices ok". Devices are tested one after the other, so each
+ * device's MSI count is its own (the previous device's MSI is disabled by then).
  * Exit status: 0 when every device passed, 1 otherwise (also when none was found).
  * Options: --msi N (interrupts to raise, default 8), --no-msi, --bytes N (<= 4095).
  */
@@ -506,5 +508,6 @@ int main(int argc, char **argv)
 		printf("edu-test: FAIL: no edu device (1234:11e8) in /sys/bus/pci/devices\n");
 		return 1;
 	}
+	printf("edu-test: %d of %d devices ok\n", found - failed, found);
 	return failed ? 1 : 0;
 }

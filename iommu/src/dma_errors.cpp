@@ -28,7 +28,16 @@ Error map_error(BackendKind kind, Error e, Iova iova, uint64_t size, const Memlo
       "LimitMEMLOCK= in a systemd unit, or run with CAP_IPC_LOCK",
       format_size(need), format_size(mem.already_pinned), format_size(mem.request), have, need_kib,
       need, need);
-  if (kind == BackendKind::kIommufd) {
+  if (kind == BackendKind::kIommufd && mem.limit && need <= *mem.limit) {
+    // The VM alone fits: the rest of the per-user budget is pinned by other processes.
+    hint = fmt::format(
+        "this VM's {} fits RLIMIT_MEMLOCK ({}) on its own, but iommufd charges pinned pages per user "
+        "(IOMMU_OPTION_RLIMIT_MODE=0), and other processes of this user (other VMs?) have pinned the rest "
+        "of that budget: the limit must cover every VM of the user together (raise it with `ulimit -l`, "
+        "`prlimit`, LimitMEMLOCK= in a systemd unit), or run with CAP_IPC_LOCK, or run each VM as its own user, or switch "
+        "to per-process accounting (IOMMU_OPTION_RLIMIT_MODE=1, needs CAP_SYS_RESOURCE)",
+        format_size(need), have);
+  } else if (kind == BackendKind::kIommufd) {
     hint +=
         "; iommufd charges pinned pages per user by default (IOMMU_OPTION_RLIMIT_MODE=0: every "
         "process of this user shares one RLIMIT_MEMLOCK budget), per process with mode 1 "

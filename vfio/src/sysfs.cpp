@@ -1,5 +1,6 @@
 #include "pinless/vfio/sysfs.h"
 
+#include <algorithm>
 #include <cctype>
 #include <cerrno>
 #include <filesystem>
@@ -19,6 +20,34 @@ bool hex_digits(const std::string& s, size_t n) {
 std::string lower(std::string s) {
   for (char& c : s) c = char(std::tolower(static_cast<unsigned char>(c)));
   return s;
+}
+std::string driver_of(const fs::path& device_dir) {
+  std::error_code ec;
+  fs::path driver = fs::read_symlink(device_dir / "driver", ec);
+  return ec ? std::string() : driver.filename().string();
+}
+
+// A device without an IOMMU group: either the host has no IOMMU at all (no group exists; the
+// usual case: VT-d/AMD-Vi off in the firmware or on the kernel command line) or this device
+// lies outside every IOMMU's scope.
+Error no_iommu_group(const std::string& bdf, const std::string& sysfs_root) {
+  std::error_code ec;
+  fs::directory_iterator groups(sysfs_root + "/kernel/iommu_groups", ec);
+  bool any_group = !ec && groups != fs::directory_iterator();
+  if (!any_group) {
+    return Error("vfio device", ENXIO,
+                 bdf + " has no IOMMU group: this host has no IOMMU enabled (no IOMMU groups at all), and "
+                       "VFIO needs one (vfio-pci cannot even bind without it)",
+                 "enable the IOMMU: turn on VT-d (Intel) or AMD-Vi/IOMMU (AMD) in the firmware (BIOS/UEFI) "
+                 "setup, add intel_iommu=on to the host kernel command line on Intel (AMD-Vi is on unless "
+                 "amd_iommu=off or iommu=off is given), reboot; then `dmesg | grep -e DMAR -e AMD-Vi` shows "
+                 "it and /sys/kernel/iommu_groups fills up");
+  }
+  return Error("vfio device", ENXIO,
+               bdf + " has no IOMMU group although the host has an IOMMU: the device lies outside every "
+                     "IOMMU's scope",
+               "check `dmesg | grep -e DMAR -e AMD-Vi` for this device; on Intel, intel_iommu=on must be on "
+               "the host kernel command line and the firmware's DMAR table must cover the device's bus");
 }
 }  // namespace
 
@@ -52,8 +81,14 @@ Result<DeviceLocation> locate_device(const std::string& bdf_text, const std::str
     return fail("vfio device", ENOENT, loc.bdf + ": no such PCI device",
                 "check the address with lspci -D");
   }
-  fs::path driver = fs::read_symlink(loc.sysfs_path + "/driver", ec);
-  if (!ec) loc.driver = driver.filename().string();
+  fs::path group = fs::read_symlink(loc.sysfs_path + "/iommu_group", ec);
+  if (ec) return std::unexpected(no_iommu_group(loc.bdf, sysfs_root));
+  try {
+    loc.group = std::stoi(group.filename().string());
+  } catch (...) {
+    return fail("vfio device", EINVAL, loc.bdf + ": odd iommu_group link " + group.string());
+  }
+  loc.driver = driver_of(loc.sysfs_path);
   if (loc.driver != "vfio-pci") {
     std::string now = loc.driver.empty() ? "no driver" : "driver " + loc.driver;
     return fail("vfio device", ENODEV, loc.bdf + " is not bound to vfio-pci (" + now + ")",
@@ -61,17 +96,6 @@ Result<DeviceLocation> locate_device(const std::string& bdf_text, const std::str
                                "echo " + loc.bdf + " > /sys/bus/pci/devices/" + loc.bdf +
                                    "/driver/unbind; ") +
                     bind_commands(loc.bdf));
-  }
-  fs::path group = fs::read_symlink(loc.sysfs_path + "/iommu_group", ec);
-  if (ec) {
-    return fail("vfio device", ENXIO, loc.bdf + " has no IOMMU group: the host IOMMU is off",
-                "enable it (intel_iommu=on or amd_iommu=on on the host kernel command line) "
-                "and check dmesg for DMAR/AMD-Vi");
-  }
-  try {
-    loc.group = std::stoi(group.filename().string());
-  } catch (...) {
-    return fail("vfio device", EINVAL, loc.bdf + ": odd iommu_group link " + group.string());
   }
   for (const auto& e : fs::directory_iterator(loc.sysfs_path + "/vfio-dev", ec)) {
     std::string name = e.path().filename().string();
@@ -81,6 +105,30 @@ Result<DeviceLocation> locate_device(const std::string& bdf_text, const std::str
     }
   }
   return loc;
+}
+
+std::vector<GroupMember> group_members(int group, const std::string& sysfs_root) {
+  std::vector<GroupMember> out;
+  std::error_code ec;
+  fs::path dir = fs::path(sysfs_root) / "kernel/iommu_groups" / std::to_string(group) / "devices";
+  for (const auto& e : fs::directory_iterator(dir, ec)) {
+    out.push_back({e.path().filename().string(), driver_of(e.path())});
+  }
+  std::sort(out.begin(), out.end(), [](const auto& a, const auto& b) { return a.name < b.name; });
+  return out;
+}
+
+bool driver_keeps_group_viable(const std::string& driver) {
+  return driver.empty() || driver.find("vfio") != std::string::npos || driver == "pci-stub" ||
+         driver == "pcieport";
+}
+
+std::vector<GroupMember> group_blockers(const std::string& bdf, int group, const std::string& sysfs_root) {
+  std::vector<GroupMember> out;
+  for (auto& m : group_members(group, sysfs_root)) {
+    if (m.name != bdf && !driver_keeps_group_viable(m.driver)) out.push_back(std::move(m));
+  }
+  return out;
 }
 
 Result<std::string> bdf_of_cdev(const std::string& cdev_path, const std::string& sysfs_root) {

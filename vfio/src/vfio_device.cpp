@@ -9,16 +9,14 @@
 #include "pinless/base/linux_kvm.h"
 #include "pinless/base/log.h"
 #include "pinless/iommu/uapi/iommufd.h"
+#include "pinless/vfio/device_busy.h"
 #include "pinless/vfio/sysfs.h"
 
 namespace pinless::vfio {
 namespace {
 
 Error open_error(int err, const std::string& what, const std::string& name) {
-  if (err == EBUSY) {
-    return Error("open", err, name + ": " + what,
-                 "the device is in use (another VMM or a second --device for it?)");
-  }
+  if (err == EBUSY) return explain_busy(Error("open", err, what), name);
   if (err == ENOENT) {
     return Error("open", err, name + ": " + what, "is vfio-pci loaded and the device bound to it?");
   }
@@ -27,6 +25,10 @@ Error open_error(int err, const std::string& what, const std::string& name) {
   }
   return Error("open", err, name + ": " + what);
 }
+
+// The errnos with which the kernel refuses a device another process holds or whose group is
+// not viable (see device_busy.h).
+bool maybe_busy(int err) { return err == EBUSY || err == EINVAL || err == EPERM; }
 
 }  // namespace
 
@@ -41,8 +43,7 @@ Result<std::unique_ptr<VfioDevice>> VfioDevice::open_cdev(Sys& sys, const std::s
   bind.iommufd = ioas.ctx().fd();
   if (int r = sys.ioctl(fd, VFIO_DEVICE_BIND_IOMMUFD, &bind); r < 0) {
     Error e("VFIO_DEVICE_BIND_IOMMUFD", -r, name);
-    if (-r == EBUSY) return std::unexpected(std::move(e).with_hint("the device is bound to another iommufd or in use"));
-    return std::unexpected(std::move(e));
+    return std::unexpected(maybe_busy(-r) ? explain_busy(std::move(e), name) : std::move(e));
   }
   dev->devid_ = bind.out_devid;
   vfio_device_attach_iommufd_pt attach{};
@@ -67,13 +68,18 @@ Status VfioDevice::attach_pt(uint32_t pt_id) {
 
 Result<std::unique_ptr<VfioDevice>> VfioDevice::open_group(Sys& sys, iommu::Type1Backend& container, int group,
                                                            const std::string& bdf) {
-  int group_fd = PINLESS_TRY(container.add_group(group));
+  auto added = container.add_group(group);
+  if (!added) {
+    int err = added.error().err();  // EBUSY: held elsewhere; EPERM: e.g. not viable
+    bool busy = err == EBUSY || err == EPERM;
+    return std::unexpected(busy ? explain_busy(std::move(added.error()), bdf) : std::move(added.error()));
+  }
+  int group_fd = *added;
   std::string name = bdf;
   int fd = sys.ioctl(group_fd, VFIO_GROUP_GET_DEVICE_FD, const_cast<char*>(name.c_str()));
   if (fd < 0) {
     Error e("VFIO_GROUP_GET_DEVICE_FD", -fd, fmt::format("{} in group {}", bdf, group));
-    if (-fd == EBUSY) return std::unexpected(std::move(e).with_hint("the device is in use by another process"));
-    return std::unexpected(std::move(e));
+    return std::unexpected(-fd == EBUSY ? explain_busy(std::move(e), bdf) : std::move(e));
   }
   std::unique_ptr<VfioDevice> dev(new VfioDevice(sys, iommu::SysFd(sys, fd), bdf, group_fd));
   PINLESS_TRY_VOID(dev->query());

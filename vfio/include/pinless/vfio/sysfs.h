@@ -8,6 +8,7 @@
 
 #include <optional>
 #include <string>
+#include <vector>
 
 #include "pinless/base/result.h"
 
@@ -27,11 +28,25 @@ Result<std::string> normalize_bdf(const std::string& text);
 // The shell commands that bind `bdf` to vfio-pci (for error hints and docs).
 std::string bind_commands(const std::string& bdf);
 
-// Locates the device and checks it is usable for passthrough: exists (ENOENT), is bound to
-// vfio-pci (EBUSY-free check; ENODEV with the bind commands otherwise), has an IOMMU group
-// (ENXIO: no IOMMU). `dev_root` is where the cdev path is built ("/dev").
+// Locates the device and checks it is usable for passthrough: exists (ENOENT), has an IOMMU
+// group (ENXIO: no IOMMU; checked before the driver, since vfio-pci cannot bind without one),
+// is bound to vfio-pci (ENODEV with the bind commands otherwise). `dev_root` is where the
+// cdev path is built ("/dev").
 Result<DeviceLocation> locate_device(const std::string& bdf, const std::string& sysfs_root = "/sys",
                                      const std::string& dev_root = "/dev");
+
+// A device in an IOMMU group and the driver bound to it ("" if none).
+struct GroupMember {
+  std::string name;  // BDF for PCI devices
+  std::string driver;
+};
+// Every device of IOMMU group `group` (<root>/kernel/iommu_groups/N/devices), sorted.
+std::vector<GroupMember> group_members(int group, const std::string& sysfs_root = "/sys");
+// Whether a device bound to `driver` leaves its group usable for VFIO: no driver, a VFIO
+// driver (vfio-pci and its variants), pci-stub or pcieport (the kernel's driver_managed_dma).
+bool driver_keeps_group_viable(const std::string& driver);
+// The members of `group` other than `bdf` that make it unusable (bound to host drivers).
+std::vector<GroupMember> group_blockers(const std::string& bdf, int group, const std::string& sysfs_root = "/sys");
 
 // "/dev/vfio/devices/vfio3" -> the BDF from <root>/class/vfio-dev/vfio3/device (ENOENT if unknown).
 Result<std::string> bdf_of_cdev(const std::string& cdev_path, const std::string& sysfs_root = "/sys");
