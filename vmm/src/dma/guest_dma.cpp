@@ -241,6 +241,15 @@ nlohmann::ordered_json GuestDma::summary() const {
     regions.push_back(std::move(r));
   }
   j["regions"] = std::move(regions);
+  // Per device: the faults it raised and what they made pinless map (cumulative).
+  auto devices = nlohmann::ordered_json::array();
+  for (const auto& d : m.devices) {
+    iommu::PinAccounting::DeviceStats ds;
+    if (auto it = m.accounting.devices().find(d.dev_id); it != m.accounting.devices().end()) ds = it->second;
+    devices.push_back({{"name", d.name}, {"dev_id", d.dev_id}, {"faults", ds.faults},
+                       {"bytes_mapped", ds.bytes_mapped}, {"invalid", ds.invalid}});
+  }
+  j["devices"] = std::move(devices);
   return j;
 }
 

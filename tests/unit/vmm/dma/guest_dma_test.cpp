@@ -85,6 +85,10 @@ TEST_CASE("guest dma: pin pieces are mapped, fault pieces get a fault HWPT and m
     CHECK(s["regions"][1]["premap"] == 16);
     CHECK(s["regions"][1]["window"] == "forward");
     CHECK(s["regions"][1]["pinned_bytes"] == 0);
+    REQUIRE(s["devices"].size() == 1);
+    CHECK(s["devices"][0]["name"] == "dev0");
+    CHECK(s["devices"][0]["dev_id"] == 77);
+    CHECK(s["devices"][0]["faults"] == 0);
     dma->release_devices();
     dma->release_devices();  // idempotent
     CHECK(dev.detached == 1);
