@@ -3,6 +3,7 @@
 #include <sys/eventfd.h>
 
 #include <algorithm>
+#include <bit>
 #include <cstring>
 #include <fmt/format.h>
 
@@ -61,6 +62,7 @@ Status VfioPciDevice::build(std::span<const uint8_t> real) {
   PINLESS_TRY_VOID(setup_caps(real));
   PINLESS_TRY_VOID(setup_bars(real));
   PINLESS_TRY_VOID(setup_vectors());
+  setup_rom();
   config_.set_bar_move_handler([this](const pci::BarMove& m) {
     on_bar_move(m);
     if (external_move_) external_move_(m);
@@ -205,6 +207,19 @@ Status VfioPciDevice::setup_vectors() {
   return {};
 }
 
+void VfioPciDevice::setup_rom() {
+  const vfio::RegionInfo* r = dev_->region(kRomRegion);
+  if (r == nullptr || r->size == 0) return;
+  if (r->size > kMaxRomSize) {
+    logger("vfio")->warn("{}: expansion ROM of {:#x} bytes is larger than a ROM BAR decodes: hidden", name_,
+                         r->size);
+    return;
+  }
+  rom_size_ = std::bit_ceil(std::max<uint64_t>(r->size, kMinRomSize));
+  rom_trap_ = std::make_unique<Trap>(*this, uint8_t(kRomRegion), 0);
+  logger("vfio")->debug("{}: expansion ROM of {:#x} bytes (BAR {:#x})", name_, r->size, rom_size_);
+}
+
 std::vector<Range<Gpa>> VfioPciDevice::mapped_pieces() const {
   std::vector<Range<Gpa>> out;
   for (const auto& b : bars_) {
@@ -219,6 +234,10 @@ std::vector<Range<Gpa>> VfioPciDevice::mapped_pieces() const {
 uint32_t VfioPciDevice::config_read(uint16_t offset, uint8_t size) {
   if (shut_ || !pci::PciConfigSpace::valid_access(offset, size)) return size >= 4 ? 0xffffffffu : (1u << (8 * size)) - 1;
   if (offset >= 256) return 0;  // extended capabilities hidden
+  if (offset >= pci::kRomBar && offset < pci::kRomBar + 4) {  // aligned: never crosses 0x34
+    uint32_t v = rom_reg_ >> (8 * (offset - pci::kRomBar));
+    return size >= 4 ? v : v & ((1u << (8 * size)) - 1);
+  }
   bool all = true, none = true;
   for (uint16_t i = 0; i < size; ++i) (emulated(offset + i) ? none : all) = false;
   if (all) return config_.read(offset, size);
@@ -235,13 +254,20 @@ uint32_t VfioPciDevice::config_read(uint16_t offset, uint8_t size) {
 
 void VfioPciDevice::config_write(uint16_t offset, uint8_t size, uint32_t value) {
   if (shut_ || !pci::PciConfigSpace::valid_access(offset, size) || offset >= 256) return;
+  if (offset >= pci::kRomBar && offset < pci::kRomBar + 4) {
+    rom_write(offset, size, value);
+    return;
+  }
   // Only emulated bytes take writes: the rest of 0x40..0xff is read-only passthrough.
   bool any = false;
   for (uint16_t i = 0; i < size; ++i) any = any || emulated(offset + i);
   if (!any) return;
   config_.write(offset, size, value);
   auto touches = [&](uint16_t start, uint16_t len) { return offset < start + len && start < offset + size; };
-  if (touches(pci::kCommand, 2)) sync_command();
+  if (touches(pci::kCommand, 2)) {
+    sync_command();
+    sync_rom();
+  }
   if (msi_ && touches(msi_->offset, msi_->length())) {
     // Multiple Message Enable never exceeds what the device can do.
     uint16_t ctl = uint16_t(config_.read(uint16_t(msi_->offset + 2), 2));
@@ -314,6 +340,46 @@ void VfioPciDevice::sync_msix_control() {
   }
 }
 
+// --- expansion ROM --------------------------------------------------------------------------
+
+void VfioPciDevice::rom_write(uint16_t offset, uint8_t size, uint32_t value) {
+  if (rom_size_ == 0) return;  // no ROM: the register is hardwired to 0
+  uint32_t shift = 8 * (offset - pci::kRomBar);
+  uint32_t mask = (size >= 4 ? 0xffffffffu : (1u << (8 * size)) - 1) << shift;
+  uint32_t v = (rom_reg_ & ~mask) | ((value << shift) & mask);
+  // Writable: the address bits the size allows (31:11 at most) and the enable bit.
+  uint32_t addr_mask = uint32_t(~(rom_size_ - 1)) & 0xfffff800u;
+  rom_reg_ = (v & addr_mask) | (v & 1u);
+  sync_rom();
+}
+
+void VfioPciDevice::sync_rom() {
+  if (rom_size_ == 0 || env_.bus == nullptr) return;
+  std::lock_guard lock(bar_mu_);
+  if (shut_) return;
+  uint64_t addr = rom_reg_ & 0xfffff800u;
+  std::optional<uint64_t> want;
+  if ((rom_reg_ & 1u) != 0 && addr != 0 && (config_.command() & pci::kCommandMemory) != 0) want = addr;
+  if (want == rom_at_) return;
+  if (rom_at_) {
+    env_.bus->unregister_mmio(Gpa(*rom_at_));
+    rom_at_.reset();
+  }
+  if (!want) {
+    logger("vfio")->debug("{}: expansion ROM not decoded", name_);
+    return;
+  }
+  // A guest value that overlaps another device's range is refused by the bus: the ROM then
+  // stays unmapped until the guest programs something else.
+  std::string what = fmt::format("{} ROM", name());
+  if (auto s = env_.bus->register_mmio(Gpa(*want), rom_size_, rom_trap_.get(), what); !s) {
+    if (warn_.allow()) logger("vfio")->warn("{} (left unmapped)", s.error().message());
+    return;
+  }
+  rom_at_ = want;
+  logger("vfio")->debug("{}: expansion ROM decoded at {:#x} ({:#x} bytes)", name_, *want, rom_size_);
+}
+
 // --- BARs -----------------------------------------------------------------------------------
 
 void VfioPciDevice::on_bar_move(const pci::BarMove& m) {
@@ -377,6 +443,23 @@ void VfioPciDevice::bar_access(uint8_t bar, uint64_t offset, std::span<uint8_t> 
     if (!is_write) std::memset(data.data(), 0xff, data.size());
     return;
   }
+  if (bar == kRomRegion) {
+    // Read-only; the trap is the rounded-up size, bytes past the real region read all-ones.
+    if (is_write) {
+      if (warn_.allow()) logger("vfio")->warn("{}: write to the expansion ROM at {:#x} ignored", name_, offset);
+      return;
+    }
+    std::memset(data.data(), 0xff, data.size());
+    const vfio::RegionInfo* r = dev_->region(kRomRegion);
+    uint64_t real = r == nullptr ? 0 : r->size;
+    if (offset >= real) return;
+    auto part = data.first(std::min<uint64_t>(data.size(), real - offset));
+    if (auto s = dev_->region_read(kRomRegion, offset, part); !s) {
+      std::memset(data.data(), 0xff, data.size());
+      if (warn_.allow()) logger("vfio")->warn("{}: expansion ROM read at {:#x}: {}", name_, offset, s.error().message());
+    }
+    return;
+  }
   // Guest-controlled offset and size: the MSI-X structures check their own bounds, the
   // device region access checks against the region size.
   if (msix_ && msix_cap_->table_bar == bar && offset >= msix_cap_->table_offset &&
@@ -407,6 +490,8 @@ void VfioPciDevice::shutdown() {
     for (uint8_t i = 0; i < pci::kNumBars; ++i) {
       if (bars_[i].at) unplace_bar(i, *bars_[i].at);
     }
+    if (rom_at_ && env_.bus != nullptr) env_.bus->unregister_mmio(Gpa(*rom_at_));
+    rom_at_.reset();
     shut_ = true;
   }
   if (dev_ && msi_on_) (void)dev_->disable_irqs(vfio::kMsiIrq);

@@ -12,6 +12,11 @@
 // are mmap()ed and registered as KVM memslots at the guest BAR address; the rest (and I/O
 // BARs) is trapped on the IoBus: the MSI-X table/PBA go to an MsixTable, anything else to the
 // device with pread/pwrite. Moves follow the guest's BAR writes.
+// Expansion ROM: when VFIO has a ROM region (index 6, size > 0) the ROM BAR at 0x30 is
+// emulated (size rounded up to a power of two, at least 2 KiB; address bits and the enable bit
+// writable, sizing with all-ones); while it is enabled at a nonzero address with memory decode
+// on, its range is a read-only IoBus trap reading the region with pread. Without a ROM, 0x30
+// reads 0 and ignores writes.
 // Interrupts: one eventfd per MSI/MSI-X vector, bound to the device with VFIO_DEVICE_SET_IRQS
 // and to KVM through MsiRouter::attach_irqfd, so an interrupt goes device -> eventfd -> KVM
 // irqfd without waking pinless.
@@ -50,6 +55,9 @@ class VfioPciDevice final : public pci::PciDevice {
   static constexpr uint32_t kSlotsPerBar = 4;
   static constexpr uint32_t kSlotsPerDevice = kSlotsPerBar * pci::kNumBars;
   static constexpr uint32_t kMaxMsiVectors = 32;
+  static constexpr uint32_t kRomRegion = 6;           // VFIO_PCI_ROM_REGION_INDEX
+  static constexpr uint64_t kMinRomSize = 2048;
+  static constexpr uint64_t kMaxRomSize = 16u << 20;  // PCI: the ROM BAR decodes at most 16 MiB
 
   struct Env {
     Vm* vm = nullptr;  // memslots for mmapped BAR parts (null: nothing is mmapped, all trapped)
@@ -75,6 +83,9 @@ class VfioPciDevice final : public pci::PciDevice {
   std::optional<vfio::MsixCapInfo> msix() const { return msix_cap_; }
   // Guest-physical pieces currently backed by memslots (for tests and logs).
   std::vector<Range<Gpa>> mapped_pieces() const;
+  // The expansion ROM: its (rounded) size, 0 if none, and where it is trapped now.
+  uint64_t rom_size() const { return rom_size_; }
+  std::optional<uint64_t> rom_at() const { return rom_at_; }
   // Interrupts off, GSIs released, memslots and traps removed, device reset and closed.
   void shutdown();
 
@@ -115,6 +126,9 @@ class VfioPciDevice final : public pci::PciDevice {
   Status setup_bars(std::span<const uint8_t> real);
   Status setup_caps(std::span<const uint8_t> real);
   Status setup_vectors();
+  void setup_rom();
+  void rom_write(uint16_t offset, uint8_t size, uint32_t value);
+  void sync_rom();
   void on_bar_move(const pci::BarMove& m);
   void unplace_bar(uint8_t index, uint64_t at);
   void place_bar(uint8_t index, uint64_t at);
@@ -142,6 +156,10 @@ class VfioPciDevice final : public pci::PciDevice {
   bool msix_on_ = false;
   std::array<BarState, pci::kNumBars> bars_{};
   pci::BarMoveFn external_move_;
+  uint64_t rom_size_ = 0;              // 0: no ROM
+  uint32_t rom_reg_ = 0;               // the guest's view of 0x30
+  std::optional<uint64_t> rom_at_;     // where the ROM trap is registered
+  std::unique_ptr<Trap> rom_trap_;     // bar = kRomRegion
   std::mutex bar_mu_;  // BAR traps (vCPU threads) vs moves
   bool shut_ = false;
   RateLimit warn_{5, 10000};

@@ -1,7 +1,8 @@
 // A VFIO PCI device scripted on FakeSys for the vfio unit tests: GET_INFO, GET_REGION_INFO
 // (with an optional sparse-mmap capability, growing argsz like the kernel), GET_IRQ_INFO,
 // RESET, SET_IRQS, the cdev BIND/ATTACH ioctls and a 256-byte config space behind the config
-// region (pread/pwrite). Records what the code did. Thread-compatible.
+// region (pread/pwrite); other regions read their `data` (e.g. the ROM, index 6). Records what
+// the code did. Thread-compatible.
 #pragma once
 
 #include <linux/vfio.h>
@@ -22,6 +23,7 @@ class FakeVfioPci {
     uint64_t size = 0;
     uint32_t flags = 0;
     std::vector<std::pair<uint64_t, uint64_t>> sparse;  // offset, size
+    std::vector<uint8_t> data;  // contents read by pread (regions other than config); may be short
   };
   struct IrqSet {
     uint32_t index, start, count, flags;
@@ -90,8 +92,14 @@ class FakeVfioPci {
       return 0;
     });
     sys.on_read([this](int, void* buf, size_t n, off_t off) -> ssize_t {
+      if (uint64_t(off) < kConfigOffset) {
+        uint64_t index = uint64_t(off) >> 40, at = uint64_t(off) & ((uint64_t(1) << 40) - 1);
+        if (index >= regions.size() || at + n > regions[index].data.size()) return -EINVAL;
+        std::memcpy(buf, regions[index].data.data() + at, n);
+        return ssize_t(n);
+      }
       uint64_t o = uint64_t(off) - kConfigOffset;
-      if (uint64_t(off) < kConfigOffset || o + n > config.size()) return -EINVAL;
+      if (o + n > config.size()) return -EINVAL;
       std::memcpy(buf, config.data() + o, n);
       return ssize_t(n);
     });
