@@ -283,6 +283,21 @@ vfio_no_iommu() {
     "firmware (BIOS/UEFI)" "intel_iommu=on" -- --device "vfio,host=$bdf"
 }
 
+# vfio_rom BACKEND BDF: the testbed gives its last edu an expansion ROM (romfile=); the guest
+# reads it back through sysfs `rom` (ROM BAR emulation + reads of VFIO's ROM region).
+vfio_rom() {
+  local b=$1 bdf=$2 rc
+  if [ ! -r "/sys/bus/pci/devices/$bdf/rom" ]; then
+    it_fail "vfio-rom-$b" "$bdf has no expansion ROM in L1 (scripts/testbed gives the last edu one)"; return
+  fi
+  VFIO_TEST=rom vfio_guest "vfio-rom-$b" "$b" "$bdf"; rc=$?
+  if [ "$rc" = 0 ] && grep -q 'marker found' "$IT_LOG/vfio-rom-$b.out"; then
+    it_pass "vfio-rom-$b" "$(grep -m1 '^rom: ' "$IT_LOG/vfio-rom-$b.out")"
+  else
+    it_fail "vfio-rom-$b" "pinless exited $rc"; it_show "vfio-rom-$b"
+  fi
+}
+
 vfio_tests() {
   local bdfs=(${PINLESS_EDU_BDFS:-})
   if [ "${#bdfs[@]}" = 0 ]; then it_fail vfio-prerequisites "no edu devices (PINLESS_EDU_BDFS empty; --edu 2)"; return; fi
@@ -307,6 +322,7 @@ vfio_tests() {
       vfio_two_guests "$b" "$other" "$bdf" "$bdf2"
     fi
     vfio_memlock "$b" "$bdf" "$bdf2"
+    vfio_rom "$b" "${bdfs[${#bdfs[@]}-1]}"
   done
 
   vfio_not_viable "${backends[@]}"
