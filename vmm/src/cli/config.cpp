@@ -4,23 +4,16 @@
 
 #include <CLI/CLI.hpp>
 #include <algorithm>
-#include <sstream>
 
 #include "pinless/base/size.h"
 #include "pinless/vfio/sysfs.h"
 #include "pinless/vmm/version.h"
+#include "option_text.h"
 
 namespace pinless::vmm {
 namespace {
 
-std::vector<std::string> split(const std::string& s, char sep) {
-  std::vector<std::string> out;
-  std::string cur;
-  std::istringstream in(s);
-  while (std::getline(in, cur, sep)) out.push_back(cur);
-  if (!s.empty() && s.back() == sep) out.emplace_back();
-  return out;
-}
+using cli_text::split;
 
 // "on"/"off" -> bool; anything else is an error line.
 std::string parse_switch(const std::string& key, const std::string& value, bool* out) {
@@ -99,9 +92,7 @@ std::string parse_device_option(const std::string& value, VmConfig* out) {
   }
   VmConfig::VfioDevice dev;
   for (size_t i = 1; i < items.size(); ++i) {
-    auto eq = items[i].find('=');
-    std::string key = eq == std::string::npos ? items[i] : items[i].substr(0, eq);
-    std::string val = eq == std::string::npos ? "" : items[i].substr(eq + 1);
+    auto [key, val] = cli_text::key_value(items[i]);
     if (key == "host" && !val.empty()) {
       auto bdf = vfio::normalize_bdf(val);
       if (!bdf) return "--device " + value + ": '" + val + "' is not a PCI address; write DDDD:BB:DD.F (lspci -D)";

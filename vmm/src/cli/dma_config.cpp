@@ -2,33 +2,21 @@
 
 #include <algorithm>
 #include <charconv>
-#include <sstream>
 
 #include "pinless/base/size.h"
 #include "pinless/base/types.h"
+#include "option_text.h"
 
 namespace pinless::vmm {
 namespace {
 
-std::vector<std::string> split_on(const std::string& s, char sep) {
-  std::vector<std::string> out;
-  std::string cur;
-  std::istringstream in(s);
-  while (std::getline(in, cur, sep)) out.push_back(cur);
-  if (!s.empty() && s.back() == sep) out.emplace_back();
-  return out;
-}
+using cli_text::key_value;
+using cli_text::split;
 
 bool parse_u64(const std::string& s, uint64_t* out) {
   if (s.empty()) return false;
   auto [p, ec] = std::from_chars(s.data(), s.data() + s.size(), *out);
   return ec == std::errc() && p == s.data() + s.size();
-}
-
-std::pair<std::string, std::string> key_value(const std::string& item) {
-  auto eq = item.find('=');
-  if (eq == std::string::npos) return {item, ""};
-  return {item.substr(0, eq), item.substr(eq + 1)};
 }
 
 }  // namespace
@@ -39,7 +27,7 @@ bool DmaConfig::any_fault() const {
 
 std::string parse_ram_region_option(const std::string& value, DmaConfig* out) {
   const std::string what = "--ram-region " + value + ": ";
-  auto items = split_on(value, ',');
+  auto items = split(value, ',');
   if (items.empty() || items[0].empty()) {
     return what + "give OFFSET:SIZE,dma=pin|fault (e.g. 1G:3G,dma=fault,premap=512)";
   }
@@ -102,7 +90,7 @@ std::string check_ram_regions(uint64_t memory_size, DmaConfig* dma) {
 }
 
 std::string parse_pin_limit_option(const std::string& value, DmaConfig* out) {
-  auto items = split_on(value, ',');
+  auto items = split(value, ',');
   auto limit = parse_size(items.empty() ? std::string() : items[0]);
   if (!limit || *limit == 0) {
     return "--pin-limit " + value + ": give a size like 1G (the most guest RAM this VM may pin)";
@@ -120,7 +108,7 @@ std::string parse_pin_limit_option(const std::string& value, DmaConfig* out) {
 
 std::string parse_mock_device_option(const std::string& value, DmaConfig* out) {
   const std::string what = "--device " + value + ": ";
-  auto items = split_on(value, ',');
+  auto items = split(value, ',');
   MockDeviceConfig m;
   bool idev = false, stdev = false, home = false;
   for (size_t i = 1; i < items.size(); ++i) {
