@@ -3,13 +3,7 @@
 # does that for the stock and the iommufd kernel). Argument: the L1 kernel kind (stock,
 # iommufd or host). Ends with "integration: N passed, N failed".
 set -uo pipefail
-HERE=$(cd "$(dirname "$0")" && pwd)
-REPO=$(cd "$HERE/../.." && pwd)
-KIND=${1:-host}
-BUILD=${PINLESS_BUILD:-$REPO/build}
-source "$HERE/lib.sh"
-source "$REPO/scripts/testbed.d/common.sh"
-source "$REPO/scripts/testbed.d/kernels.sh"
+source "$(dirname "$0")/env.sh" "${1:-host}"
 
 echo "== real-kernel tests ($KIND): $(uname -r), $(nproc) cpu(s), edu: [${PINLESS_EDU_BDFS:-}]"
 

@@ -7,16 +7,7 @@
 # program's header). Needs the iommufd kernel: elsewhere (no /dev/iommu) it is skipped.
 if [ -z "${IT_PASSED+x}" ]; then  # standalone
   set -uo pipefail
-  HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
-  REPO=$(cd "$HERE/../.." && pwd)
-  KIND=${1:-host}
-  BUILD=${PINLESS_BUILD:-$REPO/build}
-  source "$HERE/lib.sh"
-  source "$REPO/scripts/testbed.d/common.sh"
-  source "$REPO/scripts/testbed.d/kernels.sh"
-  PINLESS=${PINLESS:-$BUILD/pinless}
-  INITRD=${INITRD:-$BUILD/guest-images/initrd.cpio.gz}
-  L2_KERNEL=${L2_KERNEL:-$(tb_kernel_dir iommufd)/bzImage}
+  source "$(dirname "${BASH_SOURCE[0]}")/env.sh" "${1:-host}"
   FAULT_STANDALONE=1
 fi
 

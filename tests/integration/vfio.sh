@@ -13,18 +13,7 @@
 # names the missing IOMMU as the cause.
 if [ -z "${IT_PASSED+x}" ]; then  # standalone
   set -uo pipefail
-  HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
-  REPO=$(cd "$HERE/../.." && pwd)
-  KIND=${1:-host}
-  BUILD=${PINLESS_BUILD:-$REPO/build}
-  source "$HERE/lib.sh"
-  source "$REPO/scripts/testbed.d/common.sh"
-  source "$REPO/scripts/testbed.d/kernels.sh"
-  PINLESS=${PINLESS:-$BUILD/pinless}
-  INITRD=${INITRD:-$BUILD/guest-images/initrd.cpio.gz}
-  L2_KERNEL=${L2_KERNEL:-$(tb_kernel_dir iommufd)/bzImage}
-  BASE_CMDLINE="console=ttyS0 reboot=k panic=-1 quiet"
-  [ "${PINLESS_TESTBED:-0}" = 1 ] && BASE_CMDLINE+=" noxsave"
+  source "$(dirname "${BASH_SOURCE[0]}")/env.sh" "${1:-host}"
   VFIO_STANDALONE=1
 fi
 

@@ -1,14 +1,5 @@
 # Sourced by all.sh: pinless boots the L2 test guest on real KVM (issue: core VMM).
-# Uses: $BUILD/pinless, the guest initramfs, and the iommufd kernel as L2 kernel.
-PINLESS=$BUILD/pinless
-INITRD=$BUILD/guest-images/initrd.cpio.gz
-L2_KERNEL=$(tb_kernel_dir iommufd)/bzImage
-BASE_CMDLINE="console=ttyS0 reboot=k panic=-1 quiet"
-# In the testbed, L1's KVM runs on QEMU's emulated SVM, which does not intercept XSETBV:
-# KVM never learns the guest's XCR0 and reports an XSAVE size that contradicts the guest's
-# own computation ("XSAVE consistency problem"), and Linux then crashes in FPU init. QEMU as
-# L2 VMM hits the same. L2 guests there run with noxsave (docs/testbed.md).
-[ "${PINLESS_TESTBED:-0}" = 1 ] && BASE_CMDLINE+=" noxsave"
+# Uses $PINLESS, $INITRD, $L2_KERNEL and $BASE_CMDLINE from env.sh.
 
 vmm_boot_checks() {
   local missing=""
