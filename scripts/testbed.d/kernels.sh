@@ -12,14 +12,15 @@ tb_kernel_dir() { readlink -f "$PINLESS_CACHE/kernels/$1.current" 2>/dev/null; }
 # Prints the newest linux-source-X.Y package name and version offered by sid.
 tb_sid_linux_source() {
   tb_sid_apt apt-cache show linux-source 2>/dev/null |
-    awk '/^Depends:/ { if (match($0, /linux-source-[0-9.]+ \(= [^)]+\)/)) { s=substr($0,RSTART,RLENGTH); gsub(/[()=]/,"",s); print s; exit } }'
+    awk '!done && /^Depends:/ { if (match($0, /linux-source-[0-9.]+ \(= [^)]+\)/)) { s=substr($0,RSTART,RLENGTH); gsub(/[()=]/,"",s); print s; done=1 } }'
 }
 
 tb_setup_iommufd_kernel() {
   tb_apt_install "${KERNEL_BUILD_DEPS[@]}"
   tb_sid_update
-  local pkg ver
-  read -r pkg ver < <(tb_sid_linux_source)
+  local pkg ver src_line
+  src_line=$(tb_sid_linux_source) || tb_die "apt-cache show linux-source (Debian sid) failed"
+  read -r pkg ver <<<"$src_line" || true
   [ -n "$pkg" ] && [ -n "$ver" ] || tb_die "Debian sid offers no linux-source package (apt-cache show linux-source)"
   local cfg=$TESTBED_D/iommufd-kernel.config
   local key; key=$(printf '%s %s %s' "$ver" "$KERNEL_RECIPE_VERSION" "$(sha256sum <"$cfg")" | sha256sum | cut -c1-12)
@@ -31,11 +32,15 @@ tb_setup_iommufd_kernel() {
   fi
   mkdir -p "$PINLESS_CACHE/kernels" "$PINLESS_CACHE/src"
   local t0=$SECONDS
-  local deb; deb=$(ls "$PINLESS_CACHE"/apt-sid/archives/${pkg}_"${ver}"_all.deb 2>/dev/null | head -1)
+  # A glob, not $(ls ... | head): with nothing cached yet, ls fails and pipefail + errexit
+  # would end the script without a word (issue 9).
+  local deb="" f
+  for f in "$PINLESS_CACHE"/apt-sid/archives/"${pkg}"_*"${ver##*:}"_all.deb; do [ -s "$f" ] && deb=$f; done
   if [ -z "$deb" ]; then
     tb_log "downloading $pkg $ver from Debian sid (about 160 MB)"
-    (cd "$PINLESS_CACHE/apt-sid/archives" && tb_sid_apt apt-get -qq download "$pkg=$ver") || tb_die "download of $pkg failed"
-    deb=$(ls "$PINLESS_CACHE"/apt-sid/archives/${pkg}_*.deb | head -1)
+    (cd "$PINLESS_CACHE/apt-sid/archives" && tb_sid_apt apt-get -qq download "$pkg=$ver") || tb_die "download of $pkg=$ver failed"
+    for f in "$PINLESS_CACHE"/apt-sid/archives/"${pkg}"_*.deb; do [ -s "$f" ] && deb=$f; done
+    [ -n "$deb" ] || tb_die "apt-get download $pkg=$ver left no .deb in $PINLESS_CACHE/apt-sid/archives"
   fi
   local src=$PINLESS_CACHE/src/$pkg-$ver
   if [ ! -f "$src/.unpacked" ]; then
@@ -88,8 +93,14 @@ STOCK_MODULES=(kvm kvm_amd vfio vfio_iommu_type1 vfio_pci vfio_pci_core irqbypas
 
 tb_setup_stock_kernel() {
   local pkg ver
-  pkg=$(apt-cache depends linux-image-amd64 2>/dev/null | awk '/Depends: linux-image-[0-9]/{print $2; exit}')
-  [ -n "$pkg" ] || { apt-get -qq update >/dev/null; pkg=$(apt-cache depends linux-image-amd64 | awk '/Depends: linux-image-[0-9]/{print $2; exit}'); }
+  # awk reads to the end (no early exit): an early exit would SIGPIPE apt-cache and, under
+  # pipefail, fail the assignment.
+  local find_pkg='!p && /Depends: linux-image-[0-9]/ { p = $2 } END { if (p) print p }'
+  pkg=$(apt-cache depends linux-image-amd64 2>/dev/null | awk "$find_pkg") || pkg=""
+  if [ -z "$pkg" ]; then
+    apt-get -qq update >/dev/null || tb_die "apt-get update failed"
+    pkg=$(apt-cache depends linux-image-amd64 2>/dev/null | awk "$find_pkg") || pkg=""
+  fi
   [ -n "$pkg" ] || tb_die "no linux-image-amd64 in the system's apt sources"
   ver=$(apt-cache policy "$pkg" | awk '/Candidate:/{print $2}')
   local out=$PINLESS_CACHE/kernels/stock-$pkg-$ver-r$KERNEL_RECIPE_VERSION
@@ -103,8 +114,13 @@ tb_setup_stock_kernel() {
   tb_log "downloading $pkg $ver (Debian bookworm, unpacked only, never installed)"
   (cd "$dl" && apt-get -qq -o APT::Sandbox::User=root download "$pkg=$ver") || tb_die "download of $pkg failed"
   rm -rf "$out" && mkdir -p "$out/root"
-  dpkg -x "$dl/${pkg}_"*"${ver##*:}"*.deb "$out/root" 2>/dev/null || dpkg -x "$(ls "$dl/${pkg}"_*.deb | tail -1)" "$out/root"
-  local kver; kver=$(ls "$out/root/lib/modules" | head -1)
+  local deb="" f
+  for f in "$dl/${pkg}_"*"${ver##*:}"*.deb; do [ -s "$f" ] && deb=$f; done
+  [ -n "$deb" ] || tb_die "apt-get download $pkg=$ver left no .deb in $dl"
+  dpkg -x "$deb" "$out/root" || tb_die "dpkg -x $deb failed"
+  local kver="" m
+  for m in "$out/root/lib/modules"/*; do [ -d "$m" ] && kver=$(basename "$m") && break; done
+  [ -n "$kver" ] || tb_die "$deb holds no lib/modules/<version>"
   cp "$out/root/boot/vmlinuz-$kver" "$out/vmlinuz"
   # Decompress modules (busybox insmod cannot read .ko.xz/.zst) and rebuild modules.dep.
   find "$out/root/lib/modules" -name '*.ko.xz' -exec xz -d {} + 2>/dev/null
