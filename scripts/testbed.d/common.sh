@@ -5,6 +5,16 @@ PINLESS_CACHE=${PINLESS_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/pinless}
 TESTBED_D=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 REPO_ROOT=$(cd "$TESTBED_D/../.." && pwd)
 
+# Loud failures: in a script running with errexit, any failing command prints one line naming
+# the script, the file:line and the command before the script ends (never a silent exit).
+# errtrace (-E) makes functions, command substitutions and subshells report too.
+pl_on_err() {
+  local rc=$? src=${BASH_SOURCE[1]:-$0} line=${BASH_LINENO[0]:-?}
+  printf '%s: error: %s:%s: `%s` failed with status %s\n' "$(basename "$0")" "${src#"$REPO_ROOT"/}" \
+    "$line" "$BASH_COMMAND" "$rc" >&2
+}
+if [[ $- == *e* ]]; then set -E; trap pl_on_err ERR; fi
+
 tb_log() { printf '[testbed %s] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
 tb_die() { printf 'testbed: error: %s\n' "$*" >&2; exit 2; }
 
@@ -39,7 +49,7 @@ tb_sid_update() {
 tb_apt_install() {
   local missing=() p
   for p in "$@"; do
-    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
+    [ "$(dpkg-query -W -f='${Status}' "$p" 2>/dev/null)" = "install ok installed" ] || missing+=("$p")
   done
   [ ${#missing[@]} -eq 0 ] && return 0
   tb_log "installing Debian packages: ${missing[*]}"
