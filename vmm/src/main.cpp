@@ -7,6 +7,8 @@
 
 #include "builder.h"
 #include "pinless/base/log.h"
+#include "pinless/vmm/check/host_check.h"
+#include "pinless/vmm/check/host_probe.h"
 #include "pinless/vmm/cli/config.h"
 #include "pinless/vmm/timeline/timeline.h"
 
@@ -39,6 +41,13 @@ int main(int argc, char** argv) {
     case CliResult::Action::kError:
       std::fprintf(stderr, "pinless: %s\n", cli.text.c_str());
       return 1;
+    case CliResult::Action::kCheck: {
+      check::HostFacts facts = check::probe_host(linux_sys(), check::ProbeOptions{});
+      check::Report report = check::assess(facts);
+      std::string out = cli.check_json ? check::to_json(report, facts) : check::to_text(report);
+      std::fputs(out.c_str(), stdout);
+      return check::exit_code(report);
+    }
     case CliResult::Action::kRun:
       break;
   }

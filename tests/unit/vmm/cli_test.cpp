@@ -168,3 +168,17 @@ TEST_CASE("cli: --iommu-backend and --iommufd-fd") {
         std::string::npos);
   CHECK(error_of({"run", "--kernel", k.path, "--iommufd-fd", "-3"}).find("file descriptor") != std::string::npos);
 }
+
+TEST_CASE("cli: check, with and without --json") {
+  auto r = parse({"check"});
+  CHECK(r.action == Action::kCheck);
+  CHECK_FALSE(r.check_json);
+  r = parse({"check", "--json"});
+  CHECK(r.action == Action::kCheck);
+  CHECK(r.check_json);
+  r = parse({"check", "--bogus"});
+  CHECK(r.action == Action::kError);
+  r = parse({"check", "--help"});
+  CHECK(r.action == Action::kHelp);
+  CHECK(r.text.find("--json") != std::string::npos);
+}

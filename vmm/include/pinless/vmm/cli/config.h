@@ -51,9 +51,10 @@ struct HostLimits {
 HostLimits host_limits();
 
 struct CliResult {
-  enum class Action { kRun, kHelp, kVersion, kError };
+  enum class Action { kRun, kCheck, kHelp, kVersion, kError };
   Action action = Action::kError;
   VmConfig config;   // kRun
+  bool check_json = false;  // kCheck: --json
   std::string text;  // kHelp: the help text; kError: the one-line error
 };
 
