@@ -42,6 +42,15 @@ struct Builder {
   }
 };
 
+// The module that runs this host's guests: kvm_pvm when loaded, else the one that matches the
+// CPU's virtualisation flag (a kernel with KVM built in shows both kvm_intel and kvm_amd).
+std::string vendor_module(const KvmFacts& k) {
+  if (has(k.modules, "kvm_pvm")) return "kvm_pvm";
+  if (k.hw_virt == "svm" && has(k.modules, "kvm_amd")) return "kvm_amd";
+  if (k.hw_virt == "vmx" && has(k.modules, "kvm_intel")) return "kvm_intel";
+  return k.modules.size() == 1 ? k.modules.front() : std::string();
+}
+
 // The KVM items; sets the verdict and its summary line.
 void assess_kvm(const KvmFacts& k, Builder& b) {
   const std::string modules = k.modules.empty() ? "no known KVM module loaded" : join(k.modules);
@@ -76,12 +85,14 @@ void assess_kvm(const KvmFacts& k, Builder& b) {
           "loaded: " + modules + "; kvm_pvm (Pagetable-based Virtual Machine) runs guests without hardware "
                     "virtualisation support",
           "expect guest code to be emulated (see kvm.speed); on such a host, " + testbed);
-  } else if (has(k.modules, "kvm_intel") || has(k.modules, "kvm_amd")) {
-    b.add("kvm.module", "KVM module", Level::kPass, "loaded: " + modules + " (hardware virtualisation)");
+  } else if ((k.hw_virt == "svm" && has(k.modules, "kvm_amd")) || (k.hw_virt == "vmx" && has(k.modules, "kvm_intel"))) {
+    b.add("kvm.module", "KVM module", Level::kPass,
+          vendor_module(k) + " on a CPU with " + k.hw_virt + " (hardware virtualisation; modules: " + modules + ")");
   } else {
     b.add("kvm.module", "KVM module", Level::kWarn, "loaded: " + modules, "the speed probe decides (kvm.speed)");
   }
-  const std::string who = k.modules.empty() ? k.device : k.device + " is " + k.modules.back();
+  const std::string vendor = vendor_module(k);
+  const std::string who = vendor.empty() ? k.device : k.device + " is " + vendor;
   if (!k.setup_error.empty()) {
     b.add("kvm.setup", "KVM features", Level::kFail, k.setup_error);
     b.r.summary = k.device + " lacks what pinless needs: " + k.setup_error;
@@ -102,7 +113,7 @@ void assess_kvm(const KvmFacts& k, Builder& b) {
   if (ratio >= kMinSpeedRatio) {
     b.add("kvm.speed", "guest speed", Level::kPass, detail);
     b.r.kvm_usable = true;
-    std::string dev = k.modules.empty() ? k.device : k.device + " (" + k.modules.back() + ")";
+    std::string dev = vendor.empty() ? k.device : k.device + " (" + vendor + ")";
     b.r.summary = fmt::format("{} runs guest code at {}", dev, ratio_text(ratio));
   } else {
     b.add("kvm.speed", "guest speed", Level::kFail,
@@ -156,9 +167,9 @@ void assess_iommu(const HostFacts& f, Builder& b) {
     b.add("iommu.pri", "I/O page faults", Level::kPass,
           fmt::format("{} of {} PCI functions can raise page requests (PRI): {}", f.pri_devices.size(),
                       f.pci_devices, join(f.pri_devices)));
-  } else if (f.pci_devices > 0 && !f.pci_ext_config) {
+  } else if (f.pci_devices > 0 && !f.pci_config_readable) {
     b.add("iommu.pri", "I/O page faults", Level::kWarn,
-          "unknown: PCI extended config space is not readable", "run pinless check as root");
+          "unknown: PCI config space past the header is not readable", "run pinless check as root");
   } else {
     b.add("iommu.pri", "I/O page faults", Level::kWarn,
           fmt::format("none of {} PCI functions has a PRI capability", f.pci_devices),
@@ -235,6 +246,7 @@ std::string to_json(const Report& report, const HostFacts& f) {
                      {"detail", i.detail}, {"advice", i.advice}});
   }
   json kvm = {{"device", f.kvm.device},
+              {"hw_virt", f.kvm.hw_virt},
               {"present", f.kvm.device_present},
               {"open_errno", f.kvm.open_errno},
               {"api_version", f.kvm.api_version},

@@ -79,11 +79,13 @@ bool all_digits(const std::string& s) {
 constexpr size_t kExtCapStart = 0x100;
 constexpr uint16_t kExtCapPri = 0x13;
 
-bool has_pri(const std::string& config, bool* ext_readable) {
+// Sets *readable when more than the 64-byte header could be read (root); a conventional PCI
+// function has 256 bytes and no extended capabilities at all.
+bool has_pri(const std::string& config, bool* readable) {
   std::ifstream in(config, std::ios::binary);
   std::string bytes((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
-  if (bytes.size() < kExtCapStart + 4) return false;  // no extended space, or not root
-  *ext_readable = true;
+  if (bytes.size() > 64) *readable = true;
+  if (bytes.size() < kExtCapStart + 4) return false;
   auto dword = [&](size_t off) {
     uint32_t v = 0;
     std::memcpy(&v, bytes.data() + off, 4);
@@ -103,6 +105,13 @@ void probe_kvm(Sys& sys, const ProbeOptions& opt, const Paths& at, KvmFacts* k) 
   k->device = opt.kvm_device;
   for (const char* m : {"kvm_intel", "kvm_amd", "kvm_pvm", "kvm_hv"}) {
     if (exists(at(std::string("/sys/module/") + m))) k->modules.emplace_back(m);
+  }
+  if (auto cpu = read_text(at("/proc/cpuinfo"))) {
+    std::istringstream words(*cpu);
+    std::string w;
+    while (words >> w && k->hw_virt.empty()) {
+      if (w == "vmx" || w == "svm") k->hw_virt = w;
+    }
   }
   k->device_present = exists(opt.kvm_device);
   if (!k->device_present || !opt.run_kvm) return;
@@ -140,7 +149,9 @@ HostFacts probe_host(Sys& sys, const ProbeOptions& opt) {
   HostFacts f;
   probe_kvm(sys, opt, at, &f.kvm);
 
-  f.iommus = list_dir(at("/sys/class/iommu"));
+  for (auto& name : list_dir(at("/sys/class/iommu"))) {
+    if (name.rfind("iommufd_selftest", 0) != 0) f.iommus.push_back(std::move(name));
+  }
   f.iommu_groups = int(list_dir(at("/sys/kernel/iommu_groups")).size());
   f.dev_iommu = exists(at("/dev/iommu"));
   f.vfio_container = exists(at("/dev/vfio/vfio"));
@@ -155,9 +166,9 @@ HostFacts probe_host(Sys& sys, const ProbeOptions& opt) {
 
   for (const auto& dev : list_dir(at("/sys/bus/pci/devices"))) {
     ++f.pci_devices;
-    bool ext = false;
-    if (has_pri(at("/sys/bus/pci/devices/" + dev + "/config"), &ext)) f.pri_devices.push_back(dev);
-    f.pci_ext_config = f.pci_ext_config || ext;
+    bool readable = false;
+    if (has_pri(at("/sys/bus/pci/devices/" + dev + "/config"), &readable)) f.pri_devices.push_back(dev);
+    f.pci_config_readable = f.pci_config_readable || readable;
   }
 
   rlimit rl{};

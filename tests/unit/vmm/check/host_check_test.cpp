@@ -23,6 +23,7 @@ HostFacts fast_amd_host() {
   f.kvm.device_present = true;
   f.kvm.api_version = 12;
   f.kvm.modules = {"kvm_amd"};
+  f.kvm.hw_virt = "svm";
   f.kvm.speed = SpeedFacts{2.0e9, 2.1e9, 30, 30};
   f.iommus = {"ivhd0"};
   f.iommu_groups = 12;
@@ -31,7 +32,7 @@ HostFacts fast_amd_host() {
   f.vfio_groups = 1;
   f.irq_remapping = true;
   f.pci_devices = 20;
-  f.pci_ext_config = true;
+  f.pci_config_readable = true;
   f.pri_devices = {"0000:01:00.0"};
   f.memlock_limit = UINT64_MAX;
   f.hugepages_total = 512;
@@ -64,6 +65,7 @@ TEST_CASE("check: hardware KVM at full speed is usable, exit 0") {
 TEST_CASE("check: kvm_pvm's emulated guest code is not usable, and the summary says why") {
   HostFacts f = fast_amd_host();
   f.kvm.modules = {"kvm_pvm"};
+  f.kvm.hw_virt = "";
   f.kvm.speed = SpeedFacts{0.6e6, 4242e6, 31, 30};  // the figures measured on our machines
   Report r = assess(f);
   CHECK_FALSE(r.kvm_usable);
@@ -72,6 +74,18 @@ TEST_CASE("check: kvm_pvm's emulated guest code is not usable, and the summary s
   CHECK(item(r, "kvm.module").level == Level::kWarn);
   CHECK(r.summary == "/dev/kvm is kvm_pvm: guest code runs 7070x slower than the host");
   CHECK(item(r, "kvm.speed").advice.find("scripts/testbed") != std::string::npos);
+}
+
+TEST_CASE("check: with KVM built in, the CPU flag names the module that runs guests") {
+  HostFacts f = fast_amd_host();
+  f.kvm.modules = {"kvm_intel", "kvm_amd"};
+  Report r = assess(f);
+  CHECK(r.summary == "/dev/kvm (kvm_amd) runs guest code at 0.95x the host's speed");
+  CHECK(item(r, "kvm.module").level == Level::kPass);
+  f.kvm.hw_virt = "vmx";
+  CHECK(assess(f).summary == "/dev/kvm (kvm_intel) runs guest code at 0.95x the host's speed");
+  f.kvm.hw_virt = "";  // neither flag: the module cannot be hardware-assisted
+  CHECK(item(assess(f), "kvm.module").level == Level::kWarn);
 }
 
 TEST_CASE("check: the speed threshold is the ratio, whatever the module") {
@@ -157,7 +171,7 @@ TEST_CASE("check: page requests, pinning limit, huge pages and shmem THP") {
   CHECK(item(r, "iommu.pri").level == Level::kPass);
   CHECK(item(r, "iommu.pri").detail.find("0000:01:00.0") != std::string::npos);
   f.pri_devices.clear();
-  f.pci_ext_config = false;  // not root: the capability list cannot be read
+  f.pci_config_readable = false;  // not root: only the 64-byte header can be read
   r = assess(f);
   CHECK(item(r, "iommu.pri").detail.find("unknown") != std::string::npos);
 
@@ -237,6 +251,8 @@ TEST_CASE("check: probe_host reads IOMMU, VFIO, PRI and memory facts from the tr
   FakeRoot root;
   root.mkdir("sys/module/kvm_amd");
   root.mkdir("sys/class/iommu/dmar0");
+  root.mkdir("sys/class/iommu/iommufd_selftest_iommu.0");  // the mock IOMMU: not counted
+  root.file("proc/cpuinfo", "processor\t: 0\nflags\t\t: fpu vme svm lm\n");
   root.mkdir("sys/kernel/iommu_groups/0");
   root.mkdir("sys/kernel/iommu_groups/1");
   root.file("dev/iommu", "");
@@ -264,6 +280,7 @@ TEST_CASE("check: probe_host reads IOMMU, VFIO, PRI and memory facts from the tr
   HostFacts f = probe_host(sys, opt);
   CHECK_FALSE(f.kvm.device_present);
   CHECK(f.kvm.modules == std::vector<std::string>{"kvm_amd"});
+  CHECK(f.kvm.hw_virt == "svm");
   CHECK(f.iommus == std::vector<std::string>{"dmar0"});
   CHECK(f.iommu_groups == 2);
   CHECK(f.dev_iommu);
@@ -274,7 +291,7 @@ TEST_CASE("check: probe_host reads IOMMU, VFIO, PRI and memory facts from the tr
   CHECK(f.unsafe_interrupts_iommufd == std::optional<bool>(false));
   CHECK(f.irq_remapping == std::optional<bool>(true));
   CHECK(f.pci_devices == 3);
-  CHECK(f.pci_ext_config);
+  CHECK(f.pci_config_readable);
   CHECK(f.pri_devices == std::vector<std::string>{"0000:00:03.0"});
   CHECK(f.cap_ipc_lock);
   CHECK(f.mem_total == 24576000ull * 1024);
@@ -285,6 +302,24 @@ TEST_CASE("check: probe_host reads IOMMU, VFIO, PRI and memory facts from the tr
   Report r = assess(f);
   CHECK_FALSE(r.kvm_usable);
   CHECK(r.summary.find("no ") == 0);
+}
+
+TEST_CASE("check: conventional PCI functions (256 bytes) are readable and have no PRI") {
+  FakeRoot root;
+  root.file("sys/bus/pci/devices/0000:00:03.0/config", std::string(256, '\0'));
+  testing::FakeSys sys;
+  ProbeOptions opt;
+  opt.root = root.dir.string();
+  opt.kvm_device = (root.dir / "dev/kvm").string();
+  opt.run_kvm = false;
+  HostFacts f = probe_host(sys, opt);
+  CHECK(f.pci_devices == 1);
+  CHECK(f.pci_config_readable);
+  CHECK(f.pri_devices.empty());
+  CHECK(item(assess(f), "iommu.pri").detail.find("none of 1") != std::string::npos);
+  // Non-root: sysfs gives only the 64-byte header.
+  root.file("sys/bus/pci/devices/0000:00:03.0/config", std::string(64, '\0'));
+  CHECK_FALSE(probe_host(sys, opt).pci_config_readable);
 }
 
 TEST_CASE("check: probe_host on an empty tree reports nothing present") {

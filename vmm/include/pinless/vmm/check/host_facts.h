@@ -27,14 +27,17 @@ struct KvmFacts {
   int open_errno = 0;                    // errno of open(), 0 when it opened
   int api_version = -1;                  // KVM_GET_API_VERSION, -1 when not asked
   std::string setup_error;               // Kvm::open refused beyond open() (capabilities, ...)
-  std::vector<std::string> modules;      // loaded KVM modules: kvm_intel, kvm_amd, kvm_pvm, ...
+  std::vector<std::string> modules;      // KVM modules in /sys/module: kvm_intel, kvm_amd, kvm_pvm,
+                                         // ... (built-in ones appear too, so both vendors may)
+  std::string hw_virt;                   // "vmx", "svm" or "" (the CPU flags in /proc/cpuinfo)
   std::optional<SpeedFacts> speed;       // the probe's measurement, when it ran
   std::string probe_error;               // why the probe could not measure
 };
 
 struct HostFacts {
   KvmFacts kvm;
-  std::vector<std::string> iommus;       // /sys/class/iommu/* (dmar0, ivhd0, ...)
+  std::vector<std::string> iommus;       // /sys/class/iommu/* (dmar0, ivhd0, ...), without the
+                                         // IOMMUFD_TEST selftest's mock IOMMU (it has no devices)
   int iommu_groups = 0;                  // /sys/kernel/iommu_groups/*
   bool dev_iommu = false;                // /dev/iommu (iommufd)
   bool vfio_container = false;           // /dev/vfio/vfio (legacy type1 container)
@@ -45,7 +48,8 @@ struct HostFacts {
   std::optional<bool> irq_remapping;     // IR- interrupt chips in /proc/interrupts
   std::vector<std::string> pri_devices;  // PCI devices with a PRI capability (page requests)
   int pci_devices = 0;                   // PCI functions looked at
-  bool pci_ext_config = false;           // their extended config space was readable (root)
+  bool pci_config_readable = false;      // config space past the 64-byte header was readable
+                                         // (sysfs gives non-root users only the header)
   uint64_t memlock_limit = 0;            // RLIMIT_MEMLOCK soft limit, UINT64_MAX = unlimited
   bool cap_ipc_lock = false;             // CAP_IPC_LOCK in the effective set
   uint64_t hugepages_total = 0;          // 2 MiB pages reserved (nr_hugepages)
