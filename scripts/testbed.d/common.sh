@@ -61,4 +61,32 @@ tb_apt_install() {
     || tb_die "apt-get install ${missing[*]} failed"
 }
 
+# pl_kvm_decide BUILD_DIR: may pinless run guests directly on this host, or must it use the
+# testbed? Decided by what `pinless check` measures (a timed guest loop), never by the mere
+# existence of /dev/kvm: a kvm_pvm /dev/kvm runs guest code thousands of times slower than
+# the host. Sets PL_KVM (direct|testbed) and PL_KVM_WHY (one line for the user).
+# PINLESS_KVM=direct|testbed overrides the decision (for experts; default auto).
+pl_kvm_decide() {
+  local build=${1:-$REPO_ROOT/build} json rc=0 summary
+  case "${PINLESS_KVM:-auto}" in
+    direct) PL_KVM=direct; PL_KVM_WHY="PINLESS_KVM=direct: running pinless on this host's /dev/kvm as asked"; return 0 ;;
+    testbed) PL_KVM=testbed; PL_KVM_WHY="PINLESS_KVM=testbed: using the testbed as asked"; return 0 ;;
+    auto) ;;
+    *) tb_die "PINLESS_KVM must be auto, direct or testbed, not '${PINLESS_KVM}'" ;;
+  esac
+  if [ ! -e /dev/kvm ]; then
+    PL_KVM=testbed PL_KVM_WHY="no /dev/kvm on this host; using the testbed"
+    return 0
+  fi
+  [ -x "$build/pinless" ] || tb_die "$build/pinless is not built: cannot run pinless check"
+  json=$("$build/pinless" check --json 2>/dev/null) || rc=$?
+  summary=$(printf '%s' "$json" | python3 -c 'import json, sys; print(json.load(sys.stdin)["summary"])' 2>/dev/null) ||
+    tb_die "pinless check --json exited $rc without a report (run $build/pinless check to see why)"
+  case "$rc" in
+    0) PL_KVM=direct PL_KVM_WHY="$summary; running pinless directly" ;;
+    1) PL_KVM=testbed PL_KVM_WHY="$summary; using the testbed" ;;
+    *) tb_die "pinless check exited $rc: $summary" ;;
+  esac
+}
+
 tb_sha() { sha256sum "$@" | sha256sum | cut -c1-12; }
