@@ -132,7 +132,8 @@ CliResult parse_cli(const std::vector<std::string>& args, const HostLimits& host
   run->add_option("--memory", memory,
                   "guest RAM: size=S[,hugepages=on][,thp=on]; S like 512M or 4G, at least 64M, "
                   "a multiple of 2M. hugepages=on backs it with 2M hugetlbfs pages, thp=on "
-                  "asks for transparent huge pages")
+                  "asks for transparent huge pages (guest RAM is shmem: they need "
+                  "/sys/kernel/mm/transparent_hugepage/shmem_enabled set to advise)")
       ->default_str("size=512M");
   std::string serial = "stdio";
   run->add_option("--serial", serial, "COM1 (ttyS0) output: stdio, file=PATH or off (no UART)")
