@@ -226,15 +226,20 @@ Result<int> build_and_run(const VmConfig& config, Timeline& timeline, Sys& sys) 
   threads.stop_all();
   vfio->finish(timeline);
 
+  const int exit_status = state.exit_status(config.exit_status);
   switch (state.outcome()) {
     case VmState::Outcome::kPowerOff:
-      log->info("guest powered off (status {})", state.exit_status());
+      log->info("guest powered off (status {})", state.guest_status().value_or(0));
+      // --exit-status vmm: the guest's own value, in the one line docs/guest-abi.md promises.
+      if (exit_status == kExitGuestStatus && config.exit_status == ExitStatusMode::kVmm) {
+        std::fprintf(stderr, "pinless: guest exit status %d\n", int(*state.guest_status()));
+      }
       break;
     case VmState::Outcome::kReset:
-      std::fprintf(stderr, "pinless: guest reset (%s); exit status 2\n", state.cause().c_str());
+      std::fprintf(stderr, "pinless: guest reset (%s); exit status %d\n", state.cause().c_str(), exit_status);
       break;
     case VmState::Outcome::kCrash:
-      std::fprintf(stderr, "pinless: guest crashed (%s); exit status 3\n", state.cause().c_str());
+      std::fprintf(stderr, "pinless: guest crashed (%s); exit status %d\n", state.cause().c_str(), exit_status);
       break;
     case VmState::Outcome::kSignal:
       std::fprintf(stderr, "pinless: %s; VM stopped\n", state.cause().c_str());
@@ -245,7 +250,7 @@ Result<int> build_and_run(const VmConfig& config, Timeline& timeline, Sys& sys) 
     case VmState::Outcome::kRunning:
       break;
   }
-  return state.exit_status();
+  return exit_status;
 }
 
 }  // namespace pinless::vmm
