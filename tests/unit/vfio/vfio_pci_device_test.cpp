@@ -70,6 +70,23 @@ std::unique_ptr<vfio::VfioDevice> open_dev(Rig& rig, iommu::IommufdBackend& ioas
   return vfio::VfioDevice::open_cdev(rig.sys, "/dev/vfio/devices/vfio0", ioas, "0000:00:03.0").value();
 }
 
+// The device on `rig` with what BAR placement needs around it: the IOMMU context, a VM for
+// the memslots and a bus for the traps. Members in dependency order.
+struct PlacedDevice {
+  std::unique_ptr<iommu::Iommufd> ctx;
+  std::unique_ptr<iommu::IommufdBackend> ioas;
+  Kvm kvm;
+  Vm vm;
+  IoBus bus;
+  std::shared_ptr<VfioPciDevice> dev;
+  explicit PlacedDevice(Rig& rig)
+      : ctx(iommu::Iommufd::open(rig.sys).value()),
+        ioas(iommu::IommufdBackend::create(*ctx).value()),
+        kvm(Kvm::open(rig.sys).value()),
+        vm(Vm::create(kvm).value()),
+        dev(VfioPciDevice::create(rig.sys, open_dev(rig, *ioas), {&vm, &bus, nullptr, 32}).value()) {}
+};
+
 }  // namespace
 
 TEST_CASE("vfio pci: header from the device, BAR sized from the region, guest can size and move it") {
@@ -427,14 +444,8 @@ TEST_CASE("vfio pci: a memslot KVM refused is not removed when the BAR moves on"
     rig.slots[mr->slot] = *mr;
     return 0;
   });
-  auto ctx = iommu::Iommufd::open(rig.sys).value();
-  auto ioas = iommu::IommufdBackend::create(*ctx).value();
-  auto kvm = Kvm::open(rig.sys).value();
-  auto vm = Vm::create(kvm).value();
-  IoBus bus;
-  auto dev = VfioPciDevice::create(rig.sys, open_dev(rig, *ioas), {&vm, &bus, nullptr, 32});
-  REQUIRE(dev);
-  auto& d = **dev;
+  PlacedDevice placed(rig);
+  auto& d = *placed.dev;
   d.config_write(0x04, 2, pci::kCommandMemory);
   d.config_write(0x10, 4, 0xd0000000);
   CHECK(rig.slots.empty());
