@@ -6,6 +6,7 @@
 #include <signal.h>
 #include <sys/eventfd.h>
 #include <sys/signalfd.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <cstring>
@@ -64,10 +65,21 @@ class StopSignals {
 
 Result<UniqueFd> open_serial_output(const VmConfig& config) {
   switch (config.serial) {
-    case VmConfig::Serial::kStdio:
-      // Our own copy, so closing the device's fd never closes stdout.
+    case VmConfig::Serial::kStdio: {
+      // Our own copy, so closing the device's fd never closes stdout. The UART makes its fd
+      // non-blocking, and a dup would share that flag with the shell's terminal or pipe
+      // (the open file description), so a tty, pipe or FIFO is opened anew, non-blocking
+      // from the start (which also cannot wait for a FIFO reader). A regular file is dup'ed:
+      // it never blocks, and a dup keeps the redirection's offset and O_APPEND. Sockets
+      // cannot be reopened; the UART then sets the flag on the dup and restores it at exit.
+      struct stat st {};
+      if (::fstat(STDOUT_FILENO, &st) == 0 && !S_ISREG(st.st_mode)) {
+        int fd = ::open("/proc/self/fd/1", O_WRONLY | O_NONBLOCK | O_NOCTTY | O_CLOEXEC);
+        if (fd >= 0) return UniqueFd(fd);
+      }
       if (int fd = ::fcntl(STDOUT_FILENO, F_DUPFD_CLOEXEC, 3); fd >= 0) return UniqueFd(fd);
       return fail_errno("dup", "stdout for the serial console");
+    }
     case VmConfig::Serial::kFile: {
       int fd = ::open(config.serial_file.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
       if (fd < 0) return fail_errno("open", "--serial file=" + config.serial_file);
@@ -214,15 +226,20 @@ Result<int> build_and_run(const VmConfig& config, Timeline& timeline, Sys& sys) 
   threads.stop_all();
   vfio->finish(timeline);
 
+  const int exit_status = state.exit_status(config.exit_status);
   switch (state.outcome()) {
     case VmState::Outcome::kPowerOff:
-      log->info("guest powered off (status {})", state.exit_status());
+      log->info("guest powered off (status {})", state.guest_status().value_or(0));
+      // --exit-status vmm: the guest's own value, in the one line docs/guest-abi.md promises.
+      if (exit_status == kExitGuestStatus && config.exit_status == ExitStatusMode::kVmm) {
+        std::fprintf(stderr, "pinless: guest exit status %d\n", int(*state.guest_status()));
+      }
       break;
     case VmState::Outcome::kReset:
-      std::fprintf(stderr, "pinless: guest reset (%s); exit status 2\n", state.cause().c_str());
+      std::fprintf(stderr, "pinless: guest reset (%s); exit status %d\n", state.cause().c_str(), exit_status);
       break;
     case VmState::Outcome::kCrash:
-      std::fprintf(stderr, "pinless: guest crashed (%s); exit status 3\n", state.cause().c_str());
+      std::fprintf(stderr, "pinless: guest crashed (%s); exit status %d\n", state.cause().c_str(), exit_status);
       break;
     case VmState::Outcome::kSignal:
       std::fprintf(stderr, "pinless: %s; VM stopped\n", state.cause().c_str());
@@ -233,7 +250,7 @@ Result<int> build_and_run(const VmConfig& config, Timeline& timeline, Sys& sys) 
     case VmState::Outcome::kRunning:
       break;
   }
-  return state.exit_status();
+  return exit_status;
 }
 
 }  // namespace pinless::vmm

@@ -167,8 +167,7 @@ Status VfioPciDevice::setup_bars(std::span<const uint8_t> real) {
       p.slot = env_.first_slot + i * kSlotsPerBar + uint32_t(k);
       b.mapped.push_back(std::move(p));
     }
-    b.trapped = holes(pieces, size);
-    for (const auto& t : b.trapped) b.traps.push_back(std::make_unique<Trap>(*this, i, t.start));
+    for (const auto& t : holes(pieces, size)) b.trapped.push_back({t, std::make_unique<Trap>(*this, i, t.start)});
     if (kind == pci::BarKind::kMem64) ++i;
   }
   return {};
@@ -224,7 +223,9 @@ std::vector<Range<Gpa>> VfioPciDevice::mapped_pieces() const {
   std::vector<Range<Gpa>> out;
   for (const auto& b : bars_) {
     if (!b.at) continue;
-    for (const auto& p : b.mapped) out.push_back({Gpa(*b.at + p.in_bar.start), p.in_bar.size});
+    for (const auto& p : b.mapped) {
+      if (p.live) out.push_back({Gpa(*b.at + p.in_bar.start), p.in_bar.size});
+    }
   }
   return out;
 }
@@ -362,7 +363,7 @@ void VfioPciDevice::sync_rom() {
   if ((rom_reg_ & 1u) != 0 && addr != 0 && (config_.command() & pci::kCommandMemory) != 0) want = addr;
   if (want == rom_at_) return;
   if (rom_at_) {
-    env_.bus->unregister_mmio(Gpa(*rom_at_));
+    env_.bus->unregister_mmio(Gpa(*rom_at_), rom_trap_.get());
     rom_at_.reset();
   }
   if (!want) {
@@ -392,19 +393,21 @@ void VfioPciDevice::on_bar_move(const pci::BarMove& m) {
 void VfioPciDevice::unplace_bar(uint8_t index, uint64_t at) {
   BarState& b = bars_[index];
   for (auto& p : b.mapped) {
-    if (env_.vm == nullptr) continue;
+    if (!p.live) continue;
     MemoryRegion gone{{Gpa(at + p.in_bar.start), 0}, p.map.bytes(), 0};
     if (auto s = env_.vm->map_memory(p.slot, gone); !s) {
       logger("vfio")->error("{}: BAR {}: removing memslot {}: {}", name_, index, p.slot, s.error().message());
     }
+    p.live = false;
   }
-  for (const auto& t : b.trapped) {
-    if (env_.bus == nullptr) continue;
+  for (auto& t : b.trapped) {
+    if (!t.live) continue;
     if (b.kind == pci::BarKind::kIo) {
-      env_.bus->unregister_pio(uint16_t(at + t.start));
+      env_.bus->unregister_pio(uint16_t(at + t.in_bar.start), t.trap.get());
     } else {
-      env_.bus->unregister_mmio(Gpa(at + t.start));
+      env_.bus->unregister_mmio(Gpa(at + t.in_bar.start), t.trap.get());
     }
+    t.live = false;
   }
   b.at.reset();
 }
@@ -413,17 +416,17 @@ void VfioPciDevice::place_bar(uint8_t index, uint64_t at) {
   BarState& b = bars_[index];
   for (auto& p : b.mapped) {
     MemoryRegion where{{Gpa(at + p.in_bar.start), p.in_bar.size}, p.map.bytes(), 0};
-    if (auto s = env_.vm->map_memory(p.slot, where); !s && warn_.allow()) {
-      logger("vfio")->warn("{}: BAR {} at {:#x}: {}", name_, index, at, s.error().message());
-    }
+    Status s = env_.vm->map_memory(p.slot, where);
+    p.live = s.has_value();
+    if (!s && warn_.allow()) logger("vfio")->warn("{}: BAR {} at {:#x}: {}", name_, index, at, s.error().message());
   }
-  for (size_t k = 0; k < b.trapped.size(); ++k) {
+  for (auto& t : b.trapped) {
     if (env_.bus == nullptr) break;
-    const auto& t = b.trapped[k];
-    std::string what = fmt::format("{} BAR{}+{:#x}", name(), index, t.start);
+    std::string what = fmt::format("{} BAR{}+{:#x}", name(), index, t.in_bar.start);
     Status s = b.kind == pci::BarKind::kIo
-                   ? env_.bus->register_pio(uint16_t(at + t.start), uint32_t(t.size), b.traps[k].get(), what)
-                   : env_.bus->register_mmio(Gpa(at + t.start), t.size, b.traps[k].get(), what);
+                   ? env_.bus->register_pio(uint16_t(at + t.in_bar.start), uint32_t(t.in_bar.size), t.trap.get(), what)
+                   : env_.bus->register_mmio(Gpa(at + t.in_bar.start), t.in_bar.size, t.trap.get(), what);
+    t.live = s.has_value();
     if (!s && warn_.allow()) logger("vfio")->warn("{}: {}", what, s.error().message());
   }
   b.at = at;
@@ -490,7 +493,7 @@ void VfioPciDevice::shutdown() {
     for (uint8_t i = 0; i < pci::kNumBars; ++i) {
       if (bars_[i].at) unplace_bar(i, *bars_[i].at);
     }
-    if (rom_at_ && env_.bus != nullptr) env_.bus->unregister_mmio(Gpa(*rom_at_));
+    if (rom_at_ && env_.bus != nullptr) env_.bus->unregister_mmio(Gpa(*rom_at_), rom_trap_.get());
     rom_at_.reset();
     shut_ = true;
   }
@@ -507,7 +510,6 @@ void VfioPciDevice::shutdown() {
   msix_vectors_.clear();
   for (auto& b : bars_) {
     b.mapped.clear();
-    b.traps.clear();
     b.trapped.clear();
   }
   dev_.reset();  // resets (if it can) and closes the device

@@ -94,10 +94,14 @@ class VfioPciDevice final : public pci::PciDevice {
     iommu::SysFd event;
     uint32_t gsi = 0;
   };
+  // `live`: whether the piece is in KVM / on the bus now. The guest picks BAR addresses, so a
+  // placement can be refused (over RAM, COM1, the ECAM window...); only what was accepted is
+  // undone, else the unplace would remove another device's range.
   struct Piece {
     Range<uint64_t> in_bar;   // offset/size inside the BAR
-    vfio::SysMapping map;     // empty for trapped pieces
+    vfio::SysMapping map;
     uint32_t slot = 0;
+    bool live = false;        // memslot set
   };
   // An IoBus range that forwards to the device (MSI-X table/PBA or pread/pwrite).
   class Trap final : public IoDevice {
@@ -111,14 +115,18 @@ class VfioPciDevice final : public pci::PciDevice {
     uint8_t bar_;
     uint64_t base_;
   };
+  struct TrapPiece {
+    Range<uint64_t> in_bar;
+    std::unique_ptr<Trap> trap;
+    bool live = false;  // registered on the bus
+  };
   struct BarState {
     bool present = false;
     pci::BarKind kind = pci::BarKind::kMem32;
     uint64_t size = 0;
-    std::vector<Piece> mapped;                  // mmapped
-    std::vector<std::unique_ptr<Trap>> traps;   // one per trapped piece
-    std::vector<Range<uint64_t>> trapped;       // offsets of the trapped pieces
-    std::optional<uint64_t> at;                 // decoded at
+    std::vector<Piece> mapped;         // mmapped
+    std::vector<TrapPiece> trapped;    // forwarded through the bus
+    std::optional<uint64_t> at;        // decoded at
   };
 
   VfioPciDevice(Sys& sys, std::unique_ptr<vfio::VfioDevice> dev, Env env, const pci::PciIdentity& id);

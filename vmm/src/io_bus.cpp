@@ -46,15 +46,16 @@ Status IoBus::register_mmio(Gpa base, uint64_t size, IoDevice* dev, std::string 
   return insert(mmio_, Space::kMmio, base.value(), size, dev, std::move(name));
 }
 
-bool IoBus::unregister_pio(uint16_t base) {
+bool IoBus::erase(Map& map, uint64_t base, const IoDevice* dev) {
   std::unique_lock lock(mu_);
-  return pio_.erase(base) != 0;
+  auto it = map.find(base);
+  if (it == map.end() || it->second.dev != dev) return false;
+  map.erase(it);
+  return true;
 }
 
-bool IoBus::unregister_mmio(Gpa base) {
-  std::unique_lock lock(mu_);
-  return mmio_.erase(base.value()) != 0;
-}
+bool IoBus::unregister_pio(uint16_t base, const IoDevice* dev) { return erase(pio_, base, dev); }
+bool IoBus::unregister_mmio(Gpa base, const IoDevice* dev) { return erase(mmio_, base.value(), dev); }
 
 IoDevice* IoBus::find(const Map& map, uint64_t addr, uint64_t len, uint64_t* offset) {
   auto it = map.upper_bound(addr);

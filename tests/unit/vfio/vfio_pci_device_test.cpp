@@ -70,6 +70,23 @@ std::unique_ptr<vfio::VfioDevice> open_dev(Rig& rig, iommu::IommufdBackend& ioas
   return vfio::VfioDevice::open_cdev(rig.sys, "/dev/vfio/devices/vfio0", ioas, "0000:00:03.0").value();
 }
 
+// The device on `rig` with what BAR placement needs around it: the IOMMU context, a VM for
+// the memslots and a bus for the traps. Members in dependency order.
+struct PlacedDevice {
+  std::unique_ptr<iommu::Iommufd> ctx;
+  std::unique_ptr<iommu::IommufdBackend> ioas;
+  Kvm kvm;
+  Vm vm;
+  IoBus bus;
+  std::shared_ptr<VfioPciDevice> dev;
+  explicit PlacedDevice(Rig& rig)
+      : ctx(iommu::Iommufd::open(rig.sys).value()),
+        ioas(iommu::IommufdBackend::create(*ctx).value()),
+        kvm(Kvm::open(rig.sys).value()),
+        vm(Vm::create(kvm).value()),
+        dev(VfioPciDevice::create(rig.sys, open_dev(rig, *ioas), {&vm, &bus, nullptr, 32}).value()) {}
+};
+
 }  // namespace
 
 TEST_CASE("vfio pci: header from the device, BAR sized from the region, guest can size and move it") {
@@ -344,7 +361,7 @@ TEST_CASE("vfio pci: expansion ROM: sized, masked, trapped read-only while enabl
     CHECK(d.rom_at());
     dev->reset();
     CHECK(bus.owner(mmio, 0xe0100000).empty());
-    bus.unregister_mmio(Gpa(0xe0000000));
+    CHECK(bus.unregister_mmio(Gpa(0xe0000000), &other));
   }
 }
 
@@ -378,4 +395,65 @@ TEST_CASE("vfio pci: a small expansion ROM gets a 2 KiB BAR") {
   CHECK((*dev)->config_read(0x30, 4) == 0xfffff801);
   (*dev)->config_write(0x04, 2, pci::kCommandMemory);  // no bus: nothing to trap, no crash
   CHECK_FALSE((*dev)->rom_at());
+}
+
+TEST_CASE("vfio pci: an I/O BAR moved onto another device's ports and away again leaves that device in place") {
+  Rig rig;
+  rig.pci.put32(0x10, 0x1);  // BAR0: I/O, 8 ports
+  rig.pci.regions[0] = {8, VFIO_REGION_INFO_FLAG_READ | VFIO_REGION_INFO_FLAG_WRITE, {}, std::vector<uint8_t>(8, 0x5a)};
+  auto ctx = iommu::Iommufd::open(rig.sys).value();
+  auto ioas = iommu::IommufdBackend::create(*ctx).value();
+  IoBus bus;
+  struct Com1 final : IoDevice {
+    int reads = 0;
+    void read(uint64_t, std::span<uint8_t> data) override { ++reads, std::memset(data.data(), 0x60, data.size()); }
+    void write(uint64_t, std::span<const uint8_t>) override {}
+  } com1;
+  REQUIRE(bus.register_pio(0x3f8, 8, &com1, "serial"));
+  auto dev = VfioPciDevice::create(rig.sys, open_dev(rig, *ioas), {nullptr, &bus, nullptr, 0});
+  REQUIRE(dev);
+  auto& d = **dev;
+  d.config_write(0x04, 2, pci::kCommandIo);
+  // The guest programs the BAR over COM1: the bus refuses the trap, COM1 keeps its ports.
+  d.config_write(0x10, 4, 0x3f8);
+  CHECK(bus.owner(IoBus::Space::kPio, 0x3f8) == "serial");
+  // Moving it away must not take COM1's registration with it.
+  d.config_write(0x10, 4, 0x1000);
+  CHECK(bus.owner(IoBus::Space::kPio, 0x3f8) == "serial");
+  uint8_t v = 0;
+  CHECK(bus.pio_read(0x3f8 + 5, std::span(&v, 1)));
+  CHECK(v == 0x60);
+  CHECK(com1.reads == 1);
+  // The BAR itself works at its new address.
+  CHECK(bus.pio_read(0x1000, std::span(&v, 1)));
+  CHECK(v == 0x5a);
+  // Decode off and on again: still only the BAR's own trap comes and goes.
+  d.config_write(0x04, 2, 0);
+  CHECK(bus.owner(IoBus::Space::kPio, 0x1000).empty());
+  CHECK(bus.owner(IoBus::Space::kPio, 0x3f8) == "serial");
+}
+
+TEST_CASE("vfio pci: a memslot KVM refused is not removed when the BAR moves on") {
+  Rig rig;
+  // KVM refuses the BAR at 0xd0000000 (as it would over another memslot); removals are counted.
+  std::vector<uint32_t> removed;
+  rig.sys.on_ioctl(KVM_SET_USER_MEMORY_REGION, [&](int, unsigned long, void* a) {
+    auto* mr = static_cast<kvm_userspace_memory_region*>(a);
+    if (mr->memory_size == 0) return removed.push_back(mr->slot), rig.slots.erase(mr->slot), 0;
+    if (mr->guest_phys_addr == 0xd0000000) return -EEXIST;
+    rig.slots[mr->slot] = *mr;
+    return 0;
+  });
+  PlacedDevice placed(rig);
+  auto& d = *placed.dev;
+  d.config_write(0x04, 2, pci::kCommandMemory);
+  d.config_write(0x10, 4, 0xd0000000);
+  CHECK(rig.slots.empty());
+  d.config_write(0x10, 4, 0xc0000000);
+  CHECK(removed.empty());  // nothing of ours was there to remove
+  REQUIRE(rig.slots.size() == 1);
+  CHECK(rig.slots.begin()->second.guest_phys_addr == 0xc0000000);
+  d.config_write(0x04, 2, 0);
+  CHECK(removed.size() == 1);
+  CHECK(rig.slots.empty());
 }

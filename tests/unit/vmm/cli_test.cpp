@@ -128,6 +128,23 @@ TEST_CASE("help and version") {
   CHECK(v.text.rfind("pinless ", 0) == 0);
 }
 
+TEST_CASE("cli: --exit-status guest (the default) or vmm; anything else is a one-line error") {
+  TempFile k;
+  CHECK(parse({"run", "--kernel", k.path}).config.exit_status == ExitStatusMode::kGuest);
+  auto r = parse({"run", "--kernel", k.path, "--exit-status", "vmm"});
+  REQUIRE(r.action == Action::kRun);
+  CHECK(r.config.exit_status == ExitStatusMode::kVmm);
+  r = parse({"run", "--kernel", k.path, "--exit-status=guest"});
+  REQUIRE(r.action == Action::kRun);
+  CHECK(r.config.exit_status == ExitStatusMode::kGuest);
+  std::string e = error_of({"run", "--kernel", k.path, "--exit-status", "host"});
+  CHECK(e.find("--exit-status host") != std::string::npos);
+  CHECK(e.find("guest or vmm") != std::string::npos);
+  auto help = parse({"run", "--help"});
+  CHECK(help.text.find("--exit-status") != std::string::npos);
+  CHECK(help.text.find("--exit-status vmm") != std::string::npos);  // the footer explains both
+}
+
 TEST_CASE("cli: --device vfio is repeatable and keeps the order") {
   TempFile k;
   auto r = parse({"run", "--kernel", k.path, "--device", "vfio,host=00:03.0", "--device",

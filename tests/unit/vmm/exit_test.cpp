@@ -169,3 +169,40 @@ TEST_CASE("VmState names the signal that stopped the VM") {
   CHECK(s.cause() == "stopped by SIGINT");
   CHECK(s.exit_status() == 130);
 }
+
+TEST_CASE("exit status: guest mode passes the guest's status through, as it always did") {
+  using O = VmState::Outcome;
+  const auto guest = ExitStatusMode::kGuest;
+  CHECK(exit_status_for(guest, O::kPowerOff, std::nullopt, 0) == 0);
+  CHECK(exit_status_for(guest, O::kPowerOff, 0, 0) == 0);
+  CHECK(exit_status_for(guest, O::kPowerOff, 7, 0) == 7);
+  CHECK(exit_status_for(guest, O::kPowerOff, 2, 0) == 2);  // the overlap vmm mode removes
+  CHECK(exit_status_for(guest, O::kPowerOff, 255, 0) == 255);
+  CHECK(exit_status_for(guest, O::kFailed, 7, 0) == 1);
+  CHECK(exit_status_for(guest, O::kReset, 7, 0) == 2);
+  CHECK(exit_status_for(guest, O::kCrash, std::nullopt, 0) == 3);
+  CHECK(exit_status_for(guest, O::kSignal, std::nullopt, SIGTERM) == 128 + SIGTERM);
+}
+
+TEST_CASE("exit status: in vmm mode no guest status can look like one of pinless's outcomes") {
+  using O = VmState::Outcome;
+  const auto vmm = ExitStatusMode::kVmm;
+  CHECK(exit_status_for(vmm, O::kPowerOff, std::nullopt, 0) == 0);
+  CHECK(exit_status_for(vmm, O::kPowerOff, 0, 0) == 0);
+  CHECK(exit_status_for(vmm, O::kFailed, std::nullopt, 0) == 1);
+  CHECK(exit_status_for(vmm, O::kRunning, std::nullopt, 0) == 1);
+  CHECK(exit_status_for(vmm, O::kReset, 9, 0) == 2);
+  CHECK(exit_status_for(vmm, O::kCrash, std::nullopt, 0) == 3);
+  CHECK(exit_status_for(vmm, O::kSignal, std::nullopt, SIGINT) == 128 + SIGINT);
+  // Every non-zero guest status, including 1, 2, 3 and 128+N, is one code of its own.
+  for (int n = 1; n < 256; ++n) {
+    CAPTURE(n);
+    CHECK(exit_status_for(vmm, O::kPowerOff, uint8_t(n), 0) == kExitGuestStatus);
+  }
+  for (int code : {1, 2, 3}) CHECK(code != kExitGuestStatus);
+  VmState s;
+  s.set_guest_status(2);
+  s.power_off();
+  CHECK(s.exit_status() == 2);
+  CHECK(s.exit_status(vmm) == kExitGuestStatus);
+}

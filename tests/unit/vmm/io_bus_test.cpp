@@ -79,9 +79,29 @@ TEST_CASE("unregistering frees the range") {
   IoBus bus;
   Recorder dev;
   REQUIRE(bus.register_mmio(Gpa(0xc0000000), 0x1000, &dev, "bar0"));
-  CHECK(bus.unregister_mmio(Gpa(0xc0000000)));
-  CHECK_FALSE(bus.unregister_mmio(Gpa(0xc0000000)));
+  CHECK(bus.unregister_mmio(Gpa(0xc0000000), &dev));
+  CHECK_FALSE(bus.unregister_mmio(Gpa(0xc0000000), &dev));
   uint8_t v = 0;
   CHECK_FALSE(bus.mmio_read(Gpa(0xc0000000), std::span(&v, 1)));
   CHECK(bus.register_mmio(Gpa(0xc0000800), 0x1000, &dev, "bar0-moved"));
+}
+
+TEST_CASE("unregistering only removes a range the same device registered") {
+  IoBus bus;
+  Recorder serial, intruder;
+  REQUIRE(bus.register_pio(0x3f8, 8, &serial, "serial"));
+  REQUIRE(bus.register_mmio(Gpa(0xb0000000), 0x1000, &serial, "ecam"));
+  // Another device (e.g. a BAR the guest moved over the serial port) was refused there, so
+  // its unregister at that address must leave the owner's range alone.
+  CHECK_FALSE(bus.unregister_pio(0x3f8, &intruder));
+  CHECK_FALSE(bus.unregister_mmio(Gpa(0xb0000000), &intruder));
+  CHECK(bus.owner(IoBus::Space::kPio, 0x3f8) == "serial");
+  CHECK(bus.owner(IoBus::Space::kMmio, 0xb0000000) == "ecam");
+  uint8_t v = 0;
+  CHECK(bus.pio_read(0x3f8, std::span(&v, 1)));
+  CHECK(serial.log.size() == 1);
+  CHECK(intruder.log.empty());
+  CHECK(bus.unregister_pio(0x3f8, &serial));
+  CHECK(bus.unregister_mmio(Gpa(0xb0000000), &serial));
+  CHECK(bus.owner(IoBus::Space::kPio, 0x3f8).empty());
 }

@@ -132,7 +132,8 @@ CliResult parse_cli(const std::vector<std::string>& args, const HostLimits& host
   run->add_option("--memory", memory,
                   "guest RAM: size=S[,hugepages=on][,thp=on]; S like 512M or 4G, at least 64M, "
                   "a multiple of 2M. hugepages=on backs it with 2M hugetlbfs pages, thp=on "
-                  "asks for transparent huge pages")
+                  "asks for transparent huge pages (guest RAM is shmem: they need "
+                  "/sys/kernel/mm/transparent_hugepage/shmem_enabled set to advise)")
       ->default_str("size=512M");
   std::string serial = "stdio";
   run->add_option("--serial", serial, "COM1 (ttyS0) output: stdio, file=PATH or off (no UART)")
@@ -177,6 +178,11 @@ CliResult parse_cli(const std::vector<std::string>& args, const HostLimits& host
   run->add_option("--pin-limit", pin_limit,
                   "most guest RAM this VM may pin for DMA: SIZE[,reclaim=on|off] (reclaim: unmap cold "
                   "fault windows to stay under it)");
+  std::string exit_status_mode = "guest";
+  run->add_option("--exit-status", exit_status_mode,
+                  "what the exit status carries: guest (the guest's 0xf5 status on poweroff; it can "
+                  "overlap pinless's own 1, 2, 3, 128+N) or vmm (pinless's outcome only; see below)")
+      ->default_str("guest");
   CLI::App* check = app.add_subcommand(
       "check", "Report what this host offers pinless (KVM and its speed, IOMMU, iommufd, VFIO, "
                "page requests, pinning limits, huge pages); exit 0 when guests can run at speed");
@@ -188,7 +194,10 @@ CliResult parse_cli(const std::vector<std::string>& args, const HostLimits& host
       "Exit status of 'pinless run': the status the guest wrote to port 0xf5 before powering\n"
       "off (0 if none), 1 if pinless failed, 2 if the guest reset (reboot, triple fault,\n"
       "panic), 3 if KVM reported a guest crash, 128+N if stopped by signal N (SIGINT/SIGTERM\n"
-      "stop the VM cleanly).";
+      "stop the VM cleanly). A guest may report 1, 2, 3 or 128+N itself; with --exit-status vmm\n"
+      "it cannot be mistaken for pinless: 0 then means the guest powered off reporting 0 or\n"
+      "nothing, 4 that it powered off reporting N != 0 (stderr: 'pinless: guest exit status N'),\n"
+      "and 1, 2, 3, 128+N are pinless's own as above (docs/guest-abi.md).";
   app.footer(exit_status_text);
   run->footer(std::string("The guest's debug port 0xf4/0xf5 and power paths follow docs/guest-abi.md.\n") +
               exit_status_text);
@@ -241,6 +250,12 @@ CliResult parse_cli(const std::vector<std::string>& args, const HostLimits& host
     cfg.serial_file = serial.substr(5);
   } else {
     return error("--serial " + serial + ": write stdio, file=PATH or off");
+  }
+  if (exit_status_mode == "guest" || exit_status_mode == "vmm") {
+    cfg.exit_status = exit_status_mode == "vmm" ? ExitStatusMode::kVmm : ExitStatusMode::kGuest;
+  } else {
+    return error("--exit-status " + exit_status_mode +
+                 ": write guest or vmm (vmm keeps the guest's status apart from pinless's own; docs/guest-abi.md)");
   }
   cfg.timeline = timeline->count() > 0;
   for (const auto& spec : device_specs) {

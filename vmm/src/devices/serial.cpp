@@ -1,8 +1,11 @@
 #include "pinless/vmm/devices/serial.h"
 
+#include <fcntl.h>
+#include <poll.h>
 #include <unistd.h>
 
 #include <cerrno>
+#include <cstring>
 
 namespace pinless::vmm::devices {
 namespace {
@@ -23,34 +26,58 @@ constexpr uint8_t kLsrTemt = 0x40;
 constexpr uint8_t kMcrMask = 0x1f;
 constexpr uint8_t kMsrCts = 0x10, kMsrDsr = 0x20, kMsrRi = 0x40, kMsrDcd = 0x80;
 
-constexpr size_t kOutBufferLimit = 256;
+constexpr size_t kFlushEvery = 256;  // bytes without a newline that trigger a flush anyway
+constexpr int kFinalWaitMs = 1000;   // at VM end, how long a console may make no progress
 
-// Writes all of `bytes` to a console fd, retrying on EINTR and short writes. A console that
-// refuses output (EAGAIN, EPIPE, ...) loses it: guest output must never block or kill pinless.
-void write_fd(int fd, std::span<const uint8_t> bytes, RateLimit& limit) {
-  while (!bytes.empty()) {
+// One non-blocking write of as much of `bytes` as the console takes, retrying on EINTR.
+ssize_t write_some(int fd, std::span<const uint8_t> bytes) {
+  for (;;) {
     ssize_t n = ::write(fd, bytes.data(), bytes.size());
-    if (n < 0 && errno == EINTR) continue;
-    if (n <= 0) {
-      if (limit.allow()) logger("dev")->warn("serial: console write failed, output dropped");
-      return;
-    }
-    bytes = bytes.subspan(size_t(n));
+    if (n >= 0) return n;
+    if (errno == EINTR) continue;
+    return errno == EAGAIN || errno == EWOULDBLOCK ? 0 : -1;
   }
 }
 
 }  // namespace
 
 Serial8250::Serial8250(int out_fd, IrqFn irq) : irq_(std::move(irq)) {
-  if (out_fd >= 0) {
-    auto limit = std::make_shared<RateLimit>(3, 100000);
-    out_ = [out_fd, limit](std::span<const uint8_t> bytes) { write_fd(out_fd, bytes, *limit); };
+  if (out_fd < 0) return;
+  out_fd_ = out_fd;
+  out_fd_flags_ = ::fcntl(out_fd, F_GETFL);
+  if (out_fd_flags_ >= 0 && (out_fd_flags_ & O_NONBLOCK) == 0 &&
+      ::fcntl(out_fd, F_SETFL, out_fd_flags_ | O_NONBLOCK) != 0) {
+    logger("dev")->warn("serial: cannot make the console non-blocking ({}); a console that stops "
+                        "reading will stop the guest", std::strerror(errno));
+  }
+  out_ = [out_fd](std::span<const uint8_t> bytes) { return write_some(out_fd, bytes); };
+}
+
+Serial8250::Serial8250(OutputFn out, IrqFn irq) : irq_(std::move(irq)) {
+  if (out) {
+    out_ = [fn = std::move(out)](std::span<const uint8_t> bytes) {
+      fn(bytes);
+      return ssize_t(bytes.size());
+    };
   }
 }
 
-Serial8250::Serial8250(OutputFn out, IrqFn irq) : out_(std::move(out)), irq_(std::move(irq)) {}
-
-Serial8250::~Serial8250() { flush(); }
+Serial8250::~Serial8250() {
+  std::lock_guard lock(mu_);
+  flush_locked();
+  // VM end: the guest is gone, so waiting costs it nothing; a console that makes no progress
+  // for kFinalWaitMs is not waited for any longer (pinless must still exit).
+  while (!out_buf_.empty() && out_fd_ >= 0) {
+    pollfd p{out_fd_, POLLOUT, 0};
+    int r = ::poll(&p, 1, kFinalWaitMs);
+    if (r < 0 && errno == EINTR) continue;
+    size_t before = out_buf_.size();
+    if (r > 0) flush_locked();
+    if (out_buf_.size() == before) break;
+  }
+  if (!out_buf_.empty()) drop_output(out_buf_.size(), "the console stopped reading at VM end");
+  if (out_fd_ >= 0 && out_fd_flags_ >= 0) (void)::fcntl(out_fd_, F_SETFL, out_fd_flags_);
+}
 
 void Serial8250::read(uint64_t offset, std::span<uint8_t> data) {
   std::lock_guard lock(mu_);
@@ -166,19 +193,45 @@ void Serial8250::transmit(uint8_t byte) {
     return;
   }
   if (!out_) return;
+  if (out_buf_.size() >= kOutputLimit) flush_locked();  // make room if the console can take some
+  if (out_buf_.size() >= kOutputLimit) {
+    drop_output(1, "the console is not reading");
+    return;
+  }
+  dropping_ = false;
   out_buf_.push_back(byte);
-  if (byte == '\n' || out_buf_.size() >= kOutBufferLimit) flush_locked();
+  ++unflushed_;
+  if (byte == '\n' || unflushed_ >= kFlushEvery) flush_locked();
 }
 
 void Serial8250::flush_locked() {
+  unflushed_ = 0;
   if (out_buf_.empty() || !out_) return;
-  out_(out_buf_);
-  out_buf_.clear();
+  ssize_t n = out_(out_buf_);
+  if (n < 0) {
+    drop_output(out_buf_.size(), "the console write failed");
+    out_buf_.clear();
+    return;
+  }
+  out_buf_.erase(out_buf_.begin(), out_buf_.begin() + n);
+}
+
+void Serial8250::drop_output(size_t n, const char* why) {
+  dropped_output_ += n;
+  if (!dropping_ && drop_warn_.allow()) {
+    logger("dev")->warn("serial: {}: guest output dropped ({} bytes so far)", why, dropped_output_);
+  }
+  dropping_ = true;
 }
 
 void Serial8250::flush() {
   std::lock_guard lock(mu_);
   flush_locked();
+}
+
+uint64_t Serial8250::dropped_output() const {
+  std::lock_guard lock(mu_);
+  return dropped_output_;
 }
 
 void Serial8250::push_input(std::span<const uint8_t> bytes) {

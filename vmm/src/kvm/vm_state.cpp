@@ -53,17 +53,24 @@ std::optional<uint8_t> VmState::guest_status() const {
   return guest_status_;
 }
 
-int VmState::exit_status() const {
-  std::lock_guard lock(mu_);
-  switch (outcome_) {
-    case Outcome::kPowerOff: return guest_status_.value_or(0);
-    case Outcome::kReset: return 2;
-    case Outcome::kCrash: return 3;
-    case Outcome::kSignal: return 128 + signo_;
-    case Outcome::kFailed: return 1;
-    case Outcome::kRunning: return 1;  // asked before the VM ended: a pinless bug
+int exit_status_for(ExitStatusMode mode, VmState::Outcome outcome, std::optional<uint8_t> guest_status, int signo) {
+  switch (outcome) {
+    case VmState::Outcome::kPowerOff: {
+      int status = guest_status.value_or(0);
+      return mode == ExitStatusMode::kVmm && status != 0 ? kExitGuestStatus : status;
+    }
+    case VmState::Outcome::kReset: return kExitReset;
+    case VmState::Outcome::kCrash: return kExitCrash;
+    case VmState::Outcome::kSignal: return kExitSignal + signo;
+    case VmState::Outcome::kFailed: return kExitFailed;
+    case VmState::Outcome::kRunning: return kExitFailed;  // asked before the VM ended: a pinless bug
   }
-  return 1;
+  return kExitFailed;
+}
+
+int VmState::exit_status(ExitStatusMode mode) const {
+  std::lock_guard lock(mu_);
+  return exit_status_for(mode, outcome_, guest_status_, signo_);
 }
 
 }  // namespace pinless::vmm

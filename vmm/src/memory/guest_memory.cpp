@@ -17,7 +17,7 @@ std::string hex(uint64_t v) {
 }
 }  // namespace
 
-Result<GuestMemory> GuestMemory::create(Sys& sys, const MemoryConfig& config) {
+Result<GuestMemory> GuestMemory::create(Sys& sys, const MemoryConfig& config, const std::string& shmem_enabled) {
   const uint64_t size = config.size;
   if (size == 0 || size % kHugePageSize != 0) {
     return fail("guest memory", EINVAL, "size " + format_size(size),
@@ -51,11 +51,14 @@ Result<GuestMemory> GuestMemory::create(Sys& sys, const MemoryConfig& config) {
     }
     return fail("mmap", err, "guest RAM (" + format_size(size) + ")");
   }
-  if (config.thp && ::madvise(base, size, MADV_HUGEPAGE) != 0) {
-    // Not fatal: the guest still runs on small pages.
-    logger("vmm")->warn("madvise(MADV_HUGEPAGE) on guest RAM failed: {} (THP for shmem needs "
-                        "/sys/kernel/mm/transparent_hugepage/shmem_enabled = advise)",
-                        std::strerror(errno));
+  if (config.thp) {
+    // Not fatal either way: the guest still runs, on small pages. madvise returns 0 even when
+    // shmem_enabled ignores it, so that file decides the warning. The advice is given anyway:
+    // shmem_enabled is consulted at fault time, so fixing it while the VM runs still helps.
+    if (::madvise(base, size, MADV_HUGEPAGE) != 0) {
+      logger("vmm")->warn("--memory thp=on: madvise(MADV_HUGEPAGE) on guest RAM failed: {}", std::strerror(errno));
+    }
+    if (std::string why = check_shmem_thp(shmem_enabled); !why.empty()) logger("vmm")->warn("{}", why);
   }
   return GuestMemory(&sys, std::move(memfd), base, size, layout::compute_layout(size));
 }

@@ -1,8 +1,11 @@
 #include <doctest/doctest.h>
+#include <fcntl.h>
+#include <unistd.h>
 
 #include <string>
 #include <vector>
 
+#include "fakes/log_capture.h"
 #include "pinless/vmm/devices/serial.h"
 
 using namespace pinless::vmm::devices;
@@ -145,4 +148,100 @@ TEST_CASE("serial: the input queue is bounded") {
   std::vector<uint8_t> lots(Serial8250::kInputLimit + 10, 'z');
   u.dev.push_input(lots);
   CHECK(u.dev.dropped_input() == 10);
+}
+
+namespace {
+// A pipe standing in for pinless's stdout; the test plays the reader, which does not read
+// until it drains. The read end never blocks.
+struct Console {
+  int rd = -1, wr = -1;
+  explicit Console(bool nonblocking_writes) {
+    int p[2];
+    REQUIRE(::pipe2(p, O_CLOEXEC | (nonblocking_writes ? O_NONBLOCK : 0)) == 0);
+    rd = p[0];
+    wr = p[1];
+    REQUIRE(::fcntl(rd, F_SETFL, ::fcntl(rd, F_GETFL) | O_NONBLOCK) == 0);
+  }
+  ~Console() {
+    ::close(rd);
+    ::close(wr);
+  }
+  // Whatever is in the pipe now.
+  std::string take() {
+    std::string got;
+    char buf[4096];
+    for (ssize_t n; (n = ::read(rd, buf, sizeof(buf))) > 0;) got.append(buf, size_t(n));
+    return got;
+  }
+};
+
+void send(Serial8250& dev, const std::string& s) {
+  for (char c : s) {
+    uint8_t v = uint8_t(c);
+    dev.write(Serial8250::kData, std::span(&v, 1));
+  }
+}
+
+// 256 KiB of numbered lines: four times what a pipe holds.
+std::string lots_of_lines() {
+  std::string out;
+  for (int i = 0; out.size() < 256 * 1024; ++i) out += "line " + std::to_string(i) + " of the guest's boot log\n";
+  return out;
+}
+}  // namespace
+
+TEST_CASE("serial: a console that does not read never blocks the guest, and gets every byte in order later") {
+  // Either way stdout may come: the device must not block on a blocking descriptor either.
+  bool nonblocking = false;
+  SUBCASE("non-blocking pipe") { nonblocking = true; }
+  SUBCASE("blocking pipe") { nonblocking = false; }
+  Console console(nonblocking);
+  Serial8250 dev(console.wr, nullptr);
+  // Would the guest's writes block? (Checked first so that a regression fails, not hangs.)
+  REQUIRE((::fcntl(console.wr, F_GETFL) & O_NONBLOCK) != 0);
+  const std::string text = lots_of_lines();
+  send(dev, text);  // returns: the vCPU was never stuck on the console
+  // The reader catches up; what did not fit in the pipe follows, in order, as it drains.
+  std::string got;
+  for (size_t last = SIZE_MAX; got.size() != last;) {
+    last = got.size();
+    got += console.take();
+    dev.flush();
+  }
+  CHECK(got.size() == text.size());
+  CHECK(got == text);
+}
+
+TEST_CASE("serial: output past the buffer is dropped and counted, with one warning; order is kept") {
+  Console console(false);
+  Serial8250 dev(console.wr, nullptr);
+  pinless::testing::LogCapture log("dev");
+  std::string text = lots_of_lines();
+  while (text.size() < Serial8250::kOutputLimit + 256 * 1024) text += text;
+  send(dev, text);
+  CHECK(dev.dropped_output() > 0);
+  std::string got;
+  for (size_t last = SIZE_MAX; got.size() != last;) {
+    last = got.size();
+    got += console.take();
+    dev.flush();
+  }
+  // Nothing lost but the tail that did not fit, nothing reordered.
+  CHECK(got.size() + dev.dropped_output() == text.size());
+  CHECK(got == text.substr(0, got.size()));
+  std::string warnings = log.text();
+  CHECK(warnings.find("guest output dropped") != std::string::npos);
+  CHECK(warnings.find("guest output dropped") == warnings.rfind("guest output dropped"));
+  // The console reads again: new output flows.
+  send(dev, "after\n");
+  CHECK(console.take() == "after\n");
+}
+
+TEST_CASE("serial: output without a newline is written out when the device goes away") {
+  Console console(false);
+  {
+    Serial8250 dev(console.wr, nullptr);
+    send(dev, "login: ");
+  }
+  CHECK(console.take() == "login: ");
 }

@@ -26,9 +26,11 @@ class IoBus {
 
   Status register_pio(uint16_t base, uint32_t size, IoDevice* dev, std::string name);
   Status register_mmio(Gpa base, uint64_t size, IoDevice* dev, std::string name);
-  // Removes the range that starts exactly at `base`; returns whether one was removed.
-  bool unregister_pio(uint16_t base);
-  bool unregister_mmio(Gpa base);
+  // Removes the range that starts exactly at `base` if `dev` registered it; returns whether
+  // one was removed. The owner check matters because bases are guest-programmed (BARs): a
+  // device whose registration was refused must not remove the range that refused it.
+  bool unregister_pio(uint16_t base, const IoDevice* dev);
+  bool unregister_mmio(Gpa base, const IoDevice* dev);
 
   // Dispatch. Return whether a device claimed the access (unclaimed reads are filled with 0xff).
   bool pio_read(uint16_t port, std::span<uint8_t> data);
@@ -49,6 +51,7 @@ class IoBus {
   using Map = std::map<uint64_t, Entry>;  // keyed by base
 
   Status insert(Map& map, Space space, uint64_t base, uint64_t size, IoDevice* dev, std::string name);
+  bool erase(Map& map, uint64_t base, const IoDevice* dev);
   // The device and offset for an access of `len` bytes at `addr`, or nullptr.
   static IoDevice* find(const Map& map, uint64_t addr, uint64_t len, uint64_t* offset);
   bool dispatch(Space space, uint64_t addr, uint8_t* data, size_t len, bool is_write);

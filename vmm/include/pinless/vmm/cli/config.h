@@ -9,6 +9,7 @@
 
 #include "pinless/base/types.h"
 #include "pinless/vmm/cli/dma_config.h"
+#include "pinless/vmm/kvm/vm_state.h"
 #include "pinless/vmm/memory/guest_memory.h"
 
 namespace pinless::vmm {
@@ -31,6 +32,7 @@ struct VmConfig {
   bool timeline = false;
   std::string timeline_file;  // empty = stderr
   std::string log_level = "warn";
+  ExitStatusMode exit_status = ExitStatusMode::kGuest;
   // VFIO passthrough (--device vfio,...): one entry per device, host BDF or cdev path.
   struct VfioDevice {
     std::string host;  // DDDD:BB:DD.F (normalised), or empty

@@ -1,14 +1,25 @@
 // Serial8250: a 16550A UART at COM1 (0x3f8, 8 ports), good enough for Linux's 8250 driver as
 // console: divisor latch, FIFO-reporting IIR, loopback (so autoconfig identifies a 16550A),
 // THRE/RX-data interrupts with 16550 semantics. Transmitted bytes go to an output sink (a
-// console fd, not owned, or a function); bytes are buffered and flushed on newline, when the
-// buffer fills, when the guest writes IER (Linux's console write saves and restores IER
+// console fd, not owned, or a function); bytes are buffered and flushed on newline, when 256
+// bytes have gathered, when the guest writes IER (Linux's console write saves and restores IER
 // around each message, and stop_tx clears ETBEI), on flush() and on destruction.
+// The console must never stall the guest: a vCPU writes it under the device lock, and a
+// reader of pinless's stdout that stops reading would otherwise stop the guest with it. So
+// the fd is switched to non-blocking (its flags are restored on destruction; give the device
+// an open file description of its own, see builder.cpp), what the console does not take now
+// stays in a bounded buffer (kOutputLimit) and goes out, in order, at the next flush, and
+// output past the bound is dropped, counted, with a rate-limited warning. This keeps one
+// thread and no timers; the price is that a console that stalls and then recovers while the
+// guest is silent gets the rest at the guest's next output, or at the latest at VM end, when
+// the destructor waits for it (giving up on a console that makes no progress for a second).
 // Received bytes come from push_input(). The interrupt callback is called with the new line
 // level each time it changes.
 // Thread-safe: one mutex guards the registers; the interrupt and output callbacks run with
 // it held (so level changes reach KVM in order) and must not call back into the device.
 #pragma once
+
+#include <sys/types.h>
 
 #include <cstdint>
 #include <deque>
@@ -37,8 +48,9 @@ class Serial8250 final : public IoDevice {
   static constexpr uint64_t kMsr = 6;
   static constexpr uint64_t kScr = 7;
   static constexpr size_t kInputLimit = 64 * 1024;  // queued RX bytes beyond this are dropped
+  static constexpr size_t kOutputLimit = 1024 * 1024;  // output the console has not taken yet
 
-  // Output to `out_fd` (not owned; < 0 discards output).
+  // Output to `out_fd` (not owned, made non-blocking until destruction; < 0 discards output).
   Serial8250(int out_fd, IrqFn irq);
   Serial8250(OutputFn out, IrqFn irq);
   ~Serial8250() override;
@@ -50,10 +62,12 @@ class Serial8250 final : public IoDevice {
 
   // Queues bytes for the guest to receive (e.g. from stdin); raises the RX interrupt if enabled.
   void push_input(std::span<const uint8_t> bytes);
-  // Writes out any buffered output.
+  // Writes out as much buffered output as the console takes now; never blocks.
   void flush();
   // Bytes dropped because the input queue was full.
   uint64_t dropped_input() const;
+  // Guest output dropped because the console did not take it (buffer full, or a write error).
+  uint64_t dropped_output() const;
 
  private:
   uint8_t read_reg(uint64_t offset);
@@ -65,12 +79,23 @@ class Serial8250 final : public IoDevice {
   bool loopback() const { return (mcr_ & 0x10) != 0; }
   void transmit(uint8_t byte);
   void flush_locked();
+  void drop_output(size_t n, const char* why);
   void update_irq();
 
+  // Takes what the console accepts now and returns how many bytes that was; -1: the console
+  // is broken (EPIPE, EIO, ...) and will take nothing more.
+  using SinkFn = std::function<ssize_t(std::span<const uint8_t> bytes)>;
+
   mutable std::mutex mu_;
-  OutputFn out_;
+  SinkFn out_;
   IrqFn irq_;
+  int out_fd_ = -1;       // for the final wait; -1 with a function sink
+  int out_fd_flags_ = -1;  // to restore on destruction
   std::vector<uint8_t> out_buf_;
+  size_t unflushed_ = 0;  // bytes added since the last flush attempt
+  bool dropping_ = false;  // in a run of dropped bytes (one warning per run)
+  uint64_t dropped_output_ = 0;
+  RateLimit drop_warn_{3, 10000};
   std::deque<uint8_t> rx_;
   uint64_t dropped_ = 0;
   uint8_t ier_ = 0;

@@ -14,6 +14,18 @@
 
 namespace pinless::vmm {
 
+// What the exit status of `pinless run` carries (--exit-status, docs/guest-abi.md).
+// kGuest: the status the guest wrote to 0xf5 before powering off; the guest may write any
+// byte, so its 1, 2, 3 and 128+N look like pinless's own outcomes. kVmm: only pinless's
+// verdict; a guest that powers off with a non-zero status gives kExitGuestStatus, whatever the
+// value (which the builder prints on stderr), so no guest status can pass for an outcome.
+enum class ExitStatusMode { kGuest, kVmm };
+constexpr int kExitFailed = 1;       // pinless itself failed
+constexpr int kExitReset = 2;        // reboot, triple fault, panic with panic=-1
+constexpr int kExitCrash = 3;        // KVM reported a guest crash
+constexpr int kExitGuestStatus = 4;  // kVmm: the guest powered off with a non-zero status
+constexpr int kExitSignal = 128;     // + the signal number
+
 class VmState {
  public:
   enum class Outcome { kRunning, kPowerOff, kReset, kCrash, kSignal, kFailed };
@@ -35,8 +47,8 @@ class VmState {
   std::string cause() const;
   std::optional<uint8_t> guest_status() const;
   int wake_fd() const { return wake_fd_.get(); }
-  // 0 / N (poweroff), 2 (reset), 3 (crash), 1 (pinless failed), 128 + signo (signal).
-  int exit_status() const;
+  // exit_status_for() of the outcome so far.
+  int exit_status(ExitStatusMode mode = ExitStatusMode::kGuest) const;
 
  private:
   void finish(Outcome outcome, std::string cause, int signo = 0);
@@ -49,5 +61,9 @@ class VmState {
   int signo_ = 0;
   UniqueFd wake_fd_;
 };
+
+// The exit status for an outcome: on poweroff the guest's status (kGuest) or 0 / kExitGuestStatus
+// (kVmm); otherwise kExitReset, kExitCrash, kExitSignal + signo or kExitFailed in both modes.
+int exit_status_for(ExitStatusMode mode, VmState::Outcome outcome, std::optional<uint8_t> guest_status, int signo);
 
 }  // namespace pinless::vmm

@@ -9,6 +9,7 @@
 #include <cstdint>
 #include <cstring>
 #include <span>
+#include <string>
 #include <type_traits>
 #include <vector>
 
@@ -17,6 +18,7 @@
 #include "pinless/base/sys.h"
 #include "pinless/base/types.h"
 #include "pinless/vmm/layout.h"
+#include "pinless/vmm/memory/shmem_thp.h"
 
 namespace pinless::vmm {
 
@@ -37,7 +39,9 @@ class GuestMemory {
  public:
   static constexpr uint64_t kHugePageSize = 2 * kMiB;
 
-  [[nodiscard]] static Result<GuestMemory> create(Sys& sys, const MemoryConfig& config);
+  // `shmem_enabled`: where the kernel's shmem THP mode is read for thp=on (tests: a temp file).
+  [[nodiscard]] static Result<GuestMemory> create(Sys& sys, const MemoryConfig& config,
+                                                  const std::string& shmem_enabled = kShmemEnabledPath);
 
   GuestMemory(GuestMemory&& o) noexcept;
   GuestMemory& operator=(GuestMemory&&) = delete;
