@@ -8,7 +8,7 @@
 #include "pinless/vmm/layout.h"
 
 #include "pinless/vmm/acpi/tables.h"
-#include "pinless/vmm/pci/pci_root.h"
+#include "pinless/pci/pci_root.h"
 
 namespace pinless::vmm {
 namespace {

@@ -13,8 +13,8 @@
 #include "pinless/iommu/type1_backend.h"
 #include "pinless/vfio/sysfs.h"
 #include "pinless/vfio/vfio_device.h"
-#include "pinless/vmm/pci/bar_allocator.h"
-#include "pinless/vmm/pci/msi_router.h"
+#include "pinless/pci/bar_allocator.h"
+#include "pinless/vmm/kvm/msi_router.h"
 #include "builder_vfio_pci.h"
 #include "dma/dma_pieces.h"
 #include "dma/guest_dma.h"
@@ -52,7 +52,7 @@ struct VfioSetup::Impl {
   std::unique_ptr<iommu::Type1Backend> container;
   iommu::DmaBackend* backend = nullptr;
   std::unique_ptr<GuestDma> dma;
-  std::unique_ptr<pci::MsiRouter> router;
+  std::unique_ptr<MsiRouter> router;
   std::optional<vfio::KvmVfio> kvm_vfio;
   std::vector<std::shared_ptr<VfioPciDevice>> devices;
   std::vector<int> kvm_files;
@@ -191,7 +191,7 @@ Result<std::unique_ptr<VfioSetup>> VfioSetup::create(const VmConfig& config, Vm&
                                            plan_dma_pieces(memory.regions(), config.dma), config.dma, timeline));
 
   // 4. Guest-facing devices.
-  impl->router = std::make_unique<pci::MsiRouter>(sys, vm.fd());
+  impl->router = std::make_unique<MsiRouter>(sys, vm.fd());
   impl->kvm_vfio.emplace(PINLESS_TRY(vfio::KvmVfio::create(sys, vm.fd())));
   const auto& lay = memory.layout();
   pci::PciBarAllocator bars(lay.pci_mmio32, lay.pci_mmio64, kPciIoWindow);

@@ -20,7 +20,7 @@
 #include "pinless/vmm/io_bus.h"
 #include "pinless/vmm/kvm/vm.h"
 #include "pinless/vmm/memory/guest_memory.h"
-#include "pinless/vmm/pci/pci_root.h"
+#include "pinless/pci/pci_root.h"
 #include "pinless/vmm/timeline/timeline.h"
 
 namespace pinless::vmm {

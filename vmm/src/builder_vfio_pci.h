@@ -40,13 +40,13 @@
 #include "pinless/iommu/sys_fd.h"
 #include "pinless/vfio/pci_caps.h"
 #include "pinless/vfio/vfio_device.h"
-#include "pinless/vmm/io.h"
+#include "pinless/pci/io_device.h"
 #include "pinless/vmm/io_bus.h"
 #include "pinless/vmm/kvm/vm.h"
-#include "pinless/vmm/pci/config_space.h"
-#include "pinless/vmm/pci/msi_router.h"
-#include "pinless/vmm/pci/msix_table.h"
-#include "pinless/vmm/pci/pci_device.h"
+#include "pinless/pci/config_space.h"
+#include "pinless/vmm/kvm/msi_router.h"
+#include "pinless/pci/msix_table.h"
+#include "pinless/pci/pci_device.h"
 
 namespace pinless::vmm {
 
@@ -62,7 +62,7 @@ class VfioPciDevice final : public pci::PciDevice {
   struct Env {
     Vm* vm = nullptr;  // memslots for mmapped BAR parts (null: nothing is mmapped, all trapped)
     IoBus* bus = nullptr;
-    pci::MsiRouter* router = nullptr;  // null: no MSI/MSI-X (tests of config space only)
+    MsiRouter* router = nullptr;  // null: no MSI/MSI-X (tests of config space only)
     uint32_t first_slot = 0;           // memslots first_slot .. first_slot + kSlotsPerDevice - 1
   };
 
@@ -104,7 +104,7 @@ class VfioPciDevice final : public pci::PciDevice {
     bool live = false;        // memslot set
   };
   // An IoBus range that forwards to the device (MSI-X table/PBA or pread/pwrite).
-  class Trap final : public IoDevice {
+  class Trap final : public pci::IoDevice {
    public:
     Trap(VfioPciDevice& d, uint8_t bar, uint64_t base) : dev_(d), bar_(bar), base_(base) {}
     void read(uint64_t offset, std::span<uint8_t> data) override;

@@ -10,7 +10,7 @@ const char* space_name(IoBus::Space s) { return s == IoBus::Space::kPio ? "PIO" 
 
 }  // namespace
 
-Status IoBus::insert(Map& map, Space space, uint64_t base, uint64_t size, IoDevice* dev,
+Status IoBus::insert(Map& map, Space space, uint64_t base, uint64_t size, pci::IoDevice* dev,
                      std::string name) {
   auto bad = [&](const std::string& why) {
     return fail("register " + std::string(space_name(space)) + " range", EINVAL,
@@ -35,18 +35,18 @@ Status IoBus::insert(Map& map, Space space, uint64_t base, uint64_t size, IoDevi
   return {};
 }
 
-Status IoBus::register_pio(uint16_t base, uint32_t size, IoDevice* dev, std::string name) {
+Status IoBus::register_pio(uint16_t base, uint32_t size, pci::IoDevice* dev, std::string name) {
   if (uint64_t(base) + size > 0x10000) {
     return fail("register PIO range", EINVAL, name + " at " + format_hex(base), "ports end at 0xffff");
   }
   return insert(pio_, Space::kPio, base, size, dev, std::move(name));
 }
 
-Status IoBus::register_mmio(Gpa base, uint64_t size, IoDevice* dev, std::string name) {
+Status IoBus::register_mmio(Gpa base, uint64_t size, pci::IoDevice* dev, std::string name) {
   return insert(mmio_, Space::kMmio, base.value(), size, dev, std::move(name));
 }
 
-bool IoBus::erase(Map& map, uint64_t base, const IoDevice* dev) {
+bool IoBus::erase(Map& map, uint64_t base, const pci::IoDevice* dev) {
   std::unique_lock lock(mu_);
   auto it = map.find(base);
   if (it == map.end() || it->second.dev != dev) return false;
@@ -54,10 +54,10 @@ bool IoBus::erase(Map& map, uint64_t base, const IoDevice* dev) {
   return true;
 }
 
-bool IoBus::unregister_pio(uint16_t base, const IoDevice* dev) { return erase(pio_, base, dev); }
-bool IoBus::unregister_mmio(Gpa base, const IoDevice* dev) { return erase(mmio_, base.value(), dev); }
+bool IoBus::unregister_pio(uint16_t base, const pci::IoDevice* dev) { return erase(pio_, base, dev); }
+bool IoBus::unregister_mmio(Gpa base, const pci::IoDevice* dev) { return erase(mmio_, base.value(), dev); }
 
-IoDevice* IoBus::find(const Map& map, uint64_t addr, uint64_t len, uint64_t* offset) {
+pci::IoDevice* IoBus::find(const Map& map, uint64_t addr, uint64_t len, uint64_t* offset) {
   auto it = map.upper_bound(addr);
   if (it == map.begin()) return nullptr;
   --it;
@@ -69,7 +69,7 @@ IoDevice* IoBus::find(const Map& map, uint64_t addr, uint64_t len, uint64_t* off
 }
 
 bool IoBus::dispatch(Space space, uint64_t addr, uint8_t* data, size_t len, bool is_write) {
-  IoDevice* dev = nullptr;
+  pci::IoDevice* dev = nullptr;
   uint64_t offset = 0;
   {
     std::shared_lock lock(mu_);

@@ -97,7 +97,7 @@ TEST_CASE("vfio pci: header from the device, BAR sized from the region, guest ca
     auto kvm = Kvm::open(rig.sys).value();
     auto vm = Vm::create(kvm).value();
     IoBus bus;
-    pci::MsiRouter router(rig.sys, vm.fd());
+    MsiRouter router(rig.sys, vm.fd());
     {
       auto dev = VfioPciDevice::create(rig.sys, open_dev(rig, *ioas), {&vm, &bus, &router, 32});
       REQUIRE(dev);
@@ -178,7 +178,7 @@ TEST_CASE("vfio pci: MSI enable binds an eventfd with SET_IRQS and routes it thr
     auto ioas = iommu::IommufdBackend::create(*ctx).value();
     auto kvm = Kvm::open(rig.sys).value();
     auto vm = Vm::create(kvm).value();
-    pci::MsiRouter router(rig.sys, vm.fd());
+    MsiRouter router(rig.sys, vm.fd());
     size_t base = rig.sys.open_fds();
     auto dev = VfioPciDevice::create(rig.sys, open_dev(rig, *ioas), {&vm, nullptr, &router, 32});
     REQUIRE(dev);
@@ -192,7 +192,7 @@ TEST_CASE("vfio pci: MSI enable binds an eventfd with SET_IRQS and routes it thr
     CHECK(rig.pci.irq_sets[0].index == vfio::kMsiIrq);
     REQUIRE(rig.pci.irq_sets[0].fds.size() == 1);
     int efd = rig.pci.irq_sets[0].fds[0];
-    auto r = rig.route(pci::MsiRouter::kLegacyGsis);
+    auto r = rig.route(MsiRouter::kLegacyGsis);
     REQUIRE(r);
     CHECK(r->u.msi.address_lo == 0xfee00000);
     CHECK(r->u.msi.data == 0xf7);
@@ -222,7 +222,7 @@ TEST_CASE("vfio pci: the MSI-X table page is trapped and emulated, the rest of t
     auto kvm = Kvm::open(rig.sys).value();
     auto vm = Vm::create(kvm).value();
     IoBus bus;
-    pci::MsiRouter router(rig.sys, vm.fd());
+    MsiRouter router(rig.sys, vm.fd());
     size_t base = rig.sys.open_fds();
     auto dev = VfioPciDevice::create(rig.sys, open_dev(rig, *ioas), {&vm, &bus, &router, 32});
     REQUIRE(dev);
@@ -250,7 +250,7 @@ TEST_CASE("vfio pci: the MSI-X table page is trapped and emulated, the rest of t
     REQUIRE(rig.pci.irq_sets.size() == 1);
     CHECK(rig.pci.irq_sets[0].index == vfio::kMsixIrq);
     CHECK(rig.pci.irq_sets[0].fds.size() == 4);
-    auto r = rig.route(pci::MsiRouter::kLegacyGsis + 1);
+    auto r = rig.route(MsiRouter::kLegacyGsis + 1);
     REQUIRE(r);
     CHECK(r->u.msi.data == 0x41);
     // Bad guest accesses to the table are ignored (1-byte, past the end of the BAR).
@@ -349,7 +349,7 @@ TEST_CASE("vfio pci: expansion ROM: sized, masked, trapped read-only while enabl
     CHECK_FALSE(d.rom_at());
     // Overlapping another device's range is refused by the bus: left unmapped, no crash.
     IoBus::Space mmio = IoBus::Space::kMmio;
-    struct Dummy final : IoDevice {
+    struct Dummy final : pci::IoDevice {
       void read(uint64_t, std::span<uint8_t> data) override { std::memset(data.data(), 0, data.size()); }
       void write(uint64_t, std::span<const uint8_t>) override {}
     } other;
@@ -404,7 +404,7 @@ TEST_CASE("vfio pci: an I/O BAR moved onto another device's ports and away again
   auto ctx = iommu::Iommufd::open(rig.sys).value();
   auto ioas = iommu::IommufdBackend::create(*ctx).value();
   IoBus bus;
-  struct Com1 final : IoDevice {
+  struct Com1 final : pci::IoDevice {
     int reads = 0;
     void read(uint64_t, std::span<uint8_t> data) override { ++reads, std::memset(data.data(), 0x60, data.size()); }
     void write(uint64_t, std::span<const uint8_t>) override {}

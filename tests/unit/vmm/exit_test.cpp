@@ -13,7 +13,7 @@ using namespace pinless::vmm;
 using Kind = ExitAction::Kind;
 
 namespace {
-struct Port : IoDevice {
+struct Port : pci::IoDevice {
   std::vector<uint8_t> written;
   std::vector<uint64_t> offsets;
   void read(uint64_t offset, std::span<uint8_t> data) override {

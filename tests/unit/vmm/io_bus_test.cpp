@@ -8,7 +8,7 @@ using namespace pinless;
 using namespace pinless::vmm;
 
 namespace {
-struct Recorder : IoDevice {
+struct Recorder : pci::IoDevice {
   struct Access {
     bool write;
     uint64_t offset;

@@ -21,7 +21,7 @@ using pinless::testing::FakeSys;
 
 namespace {
 // Port 0x3c0: any write powers the VM off (a stand-in for ACPI PM).
-struct PowerButton : IoDevice {
+struct PowerButton : pci::IoDevice {
   VmState* state;
   explicit PowerButton(VmState* s) : state(s) {}
   void read(uint64_t, std::span<uint8_t> d) override { std::memset(d.data(), 0, d.size()); }

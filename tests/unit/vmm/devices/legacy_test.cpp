@@ -12,12 +12,12 @@ using namespace pinless::vmm::devices;
 
 namespace {
 
-uint8_t in(pinless::vmm::IoDevice& d, uint64_t off) {
+uint8_t in(pinless::pci::IoDevice& d, uint64_t off) {
   uint8_t v = 0;
   d.read(off, std::span(&v, 1));
   return v;
 }
-void out(pinless::vmm::IoDevice& d, uint64_t off, uint8_t v) { d.write(off, std::span(&v, 1)); }
+void out(pinless::pci::IoDevice& d, uint64_t off, uint8_t v) { d.write(off, std::span(&v, 1)); }
 
 // What Linux's i8042_command does: write the command, optional parameter, read the answer.
 uint8_t command(I8042& kbc, uint8_t cmd) {

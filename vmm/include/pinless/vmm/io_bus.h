@@ -1,5 +1,5 @@
 // IoBus: the PIO and MMIO address spaces of the guest. Maps [base, base + size) ranges to
-// IoDevice* (not owned: devices outlive the bus's use of them, see builder.cpp), rejects
+// pci::IoDevice* (not owned: devices outlive the bus's use of them, see builder.cpp), rejects
 // overlapping registrations, looks up in O(log n). An access nobody claims, or one that runs
 // past the end of the claimed range, is ignored on write and reads as all-ones, with a
 // rate-limited debug log: the guest can never crash pinless through the bus.
@@ -16,7 +16,7 @@
 #include "pinless/base/log.h"
 #include "pinless/base/result.h"
 #include "pinless/base/types.h"
-#include "pinless/vmm/io.h"
+#include "pinless/pci/io_device.h"
 
 namespace pinless::vmm {
 
@@ -24,13 +24,13 @@ class IoBus {
  public:
   enum class Space { kPio, kMmio };
 
-  Status register_pio(uint16_t base, uint32_t size, IoDevice* dev, std::string name);
-  Status register_mmio(Gpa base, uint64_t size, IoDevice* dev, std::string name);
+  Status register_pio(uint16_t base, uint32_t size, pci::IoDevice* dev, std::string name);
+  Status register_mmio(Gpa base, uint64_t size, pci::IoDevice* dev, std::string name);
   // Removes the range that starts exactly at `base` if `dev` registered it; returns whether
   // one was removed. The owner check matters because bases are guest-programmed (BARs): a
   // device whose registration was refused must not remove the range that refused it.
-  bool unregister_pio(uint16_t base, const IoDevice* dev);
-  bool unregister_mmio(Gpa base, const IoDevice* dev);
+  bool unregister_pio(uint16_t base, const pci::IoDevice* dev);
+  bool unregister_mmio(Gpa base, const pci::IoDevice* dev);
 
   // Dispatch. Return whether a device claimed the access (unclaimed reads are filled with 0xff).
   bool pio_read(uint16_t port, std::span<uint8_t> data);
@@ -45,15 +45,15 @@ class IoBus {
  private:
   struct Entry {
     uint64_t size;
-    IoDevice* dev;
+    pci::IoDevice* dev;
     std::string name;
   };
   using Map = std::map<uint64_t, Entry>;  // keyed by base
 
-  Status insert(Map& map, Space space, uint64_t base, uint64_t size, IoDevice* dev, std::string name);
-  bool erase(Map& map, uint64_t base, const IoDevice* dev);
+  Status insert(Map& map, Space space, uint64_t base, uint64_t size, pci::IoDevice* dev, std::string name);
+  bool erase(Map& map, uint64_t base, const pci::IoDevice* dev);
   // The device and offset for an access of `len` bytes at `addr`, or nullptr.
-  static IoDevice* find(const Map& map, uint64_t addr, uint64_t len, uint64_t* offset);
+  static pci::IoDevice* find(const Map& map, uint64_t addr, uint64_t len, uint64_t* offset);
   bool dispatch(Space space, uint64_t addr, uint8_t* data, size_t len, bool is_write);
 
   mutable std::shared_mutex mu_;

@@ -13,11 +13,11 @@
 #include <span>
 
 #include "pinless/base/log.h"
-#include "pinless/vmm/io.h"
+#include "pinless/pci/io_device.h"
 
 namespace pinless::vmm::devices {
 
-class AcpiPm final : public IoDevice {
+class AcpiPm final : public pci::IoDevice {
  public:
   using Fn = std::function<void()>;
 

@@ -11,11 +11,11 @@
 #include <span>
 
 #include "pinless/base/log.h"
-#include "pinless/vmm/io.h"
+#include "pinless/pci/io_device.h"
 
 namespace pinless::vmm::devices {
 
-class DebugPort final : public IoDevice {
+class DebugPort final : public pci::IoDevice {
  public:
   using MarkerFn = std::function<void(uint8_t marker)>;
   using StatusFn = std::function<void(uint8_t status)>;

@@ -15,11 +15,11 @@
 #include <span>
 
 #include "pinless/base/log.h"
-#include "pinless/vmm/io.h"
+#include "pinless/pci/io_device.h"
 
 namespace pinless::vmm::devices {
 
-class I8042 final : public IoDevice {
+class I8042 final : public pci::IoDevice {
  public:
   using ResetFn = std::function<void()>;
   using IrqFn = std::function<void(bool level)>;

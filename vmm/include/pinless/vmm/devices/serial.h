@@ -29,11 +29,11 @@
 #include <vector>
 
 #include "pinless/base/log.h"
-#include "pinless/vmm/io.h"
+#include "pinless/pci/io_device.h"
 
 namespace pinless::vmm::devices {
 
-class Serial8250 final : public IoDevice {
+class Serial8250 final : public pci::IoDevice {
  public:
   using IrqFn = std::function<void(bool level)>;
   using OutputFn = std::function<void(std::span<const uint8_t> bytes)>;

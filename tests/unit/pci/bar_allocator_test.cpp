@@ -1,10 +1,10 @@
 #include <doctest/doctest.h>
 
-#include "pinless/vmm/pci/bar_allocator.h"
-#include "pinless/vmm/pci/config_space.h"
+#include "pinless/pci/bar_allocator.h"
+#include "pinless/pci/config_space.h"
 
 using namespace pinless;
-using namespace pinless::vmm::pci;
+using namespace pinless::pci;
 
 namespace {
 const Range<Gpa> kMmio32{Gpa(0xc0000000), 0x20000000};

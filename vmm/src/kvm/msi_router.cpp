@@ -1,10 +1,10 @@
-#include "pinless/vmm/pci/msi_router.h"
+#include "pinless/vmm/kvm/msi_router.h"
 
 #include <cstring>
 
 #include "pinless/base/log.h"
 
-namespace pinless::vmm::pci {
+namespace pinless::vmm {
 namespace {
 
 std::string gsi_text(uint32_t gsi) { return "GSI " + std::to_string(gsi); }
@@ -58,7 +58,7 @@ Status MsiRouter::release_gsi(uint32_t gsi) {
   return apply_locked(gsi, std::move(next));
 }
 
-Status MsiRouter::set_route(uint32_t gsi, const MsiMessage& msg) {
+Status MsiRouter::set_route(uint32_t gsi, const pci::MsiMessage& msg) {
   std::lock_guard lock(mu_);
   PINLESS_TRY(find_locked(gsi, "set MSI route"));
   Vectors next = vectors_;
@@ -82,7 +82,7 @@ Status MsiRouter::set_masked(uint32_t gsi, bool masked) {
   return apply_locked(gsi, std::move(next));
 }
 
-Status MsiRouter::update(uint32_t gsi, const MsiMessage& msg, bool masked) {
+Status MsiRouter::update(uint32_t gsi, const pci::MsiMessage& msg, bool masked) {
   std::lock_guard lock(mu_);
   PINLESS_TRY(find_locked(gsi, "update MSI route"));
   Vectors next = vectors_;
@@ -118,7 +118,7 @@ Status MsiRouter::apply_locked(uint32_t gsi, Vectors next) {
   int attached_fd = attached ? before->event_fd : -1;
   bool want = after != nullptr && active(*after);
   bool keep = attached && want && after->event_fd == attached_fd;
-  static const std::optional<MsiMessage> kUnrouted;
+  static const std::optional<pci::MsiMessage> kUnrouted;
   bool routes_changed = (before != nullptr ? before->msg : kUnrouted) !=
                         (after != nullptr ? after->msg : kUnrouted);
 
@@ -220,4 +220,4 @@ Status MsiRouter::irqfd_locked(uint32_t gsi, int event_fd, bool assign) {
   return {};
 }
 
-}  // namespace pinless::vmm::pci
+}  // namespace pinless::vmm

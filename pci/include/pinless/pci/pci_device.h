@@ -12,7 +12,7 @@
 #include <string>
 #include <vector>
 
-namespace pinless::vmm::pci {
+namespace pinless::pci {
 
 // Standard header offsets (type 0) and command/status bits used across the pci/ folder.
 constexpr uint16_t kConfigSpaceSize = 4096;
@@ -70,4 +70,4 @@ class PciDevice {
   virtual std::string name() const = 0;
 };
 
-}  // namespace pinless::vmm::pci
+}  // namespace pinless::pci

@@ -1,10 +1,10 @@
-#include "pinless/vmm/pci/msix_table.h"
+#include "pinless/pci/msix_table.h"
 
 #include <algorithm>
 
-#include "pinless/vmm/pci/config_space.h"
+#include "pinless/pci/config_space.h"
 
-namespace pinless::vmm::pci {
+namespace pinless::pci {
 namespace {
 
 constexpr uint32_t kVectorMaskBit = 1u;
@@ -185,4 +185,4 @@ Result<uint16_t> add_msix_capability(PciConfigSpace& config, uint16_t vectors, u
   return config.add_capability(kCapMsix, body, writable);
 }
 
-}  // namespace pinless::vmm::pci
+}  // namespace pinless::pci

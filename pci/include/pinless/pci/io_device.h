@@ -8,7 +8,7 @@
 #include <cstdint>
 #include <span>
 
-namespace pinless::vmm {
+namespace pinless::pci {
 
 class IoDevice {
  public:
@@ -19,4 +19,4 @@ class IoDevice {
   virtual void write(uint64_t offset, std::span<const uint8_t> data) = 0;
 };
 
-}  // namespace pinless::vmm
+}  // namespace pinless::pci

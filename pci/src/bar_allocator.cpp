@@ -1,12 +1,12 @@
-#include "pinless/vmm/pci/bar_allocator.h"
+#include "pinless/pci/bar_allocator.h"
 
 #include <algorithm>
 #include <bit>
 #include <vector>
 
-#include "pinless/vmm/pci/config_space.h"
+#include "pinless/pci/config_space.h"
 
-namespace pinless::vmm::pci {
+namespace pinless::pci {
 
 PciBarAllocator::PciBarAllocator(Range<Gpa> mmio32, Range<Gpa> mmio64, Range<uint64_t> io)
     : mmio32_{mmio32.start.value(), mmio32.end().value(), mmio32.start.value()},
@@ -57,4 +57,4 @@ Status PciBarAllocator::assign(PciConfigSpace& config) {
   return {};
 }
 
-}  // namespace pinless::vmm::pci
+}  // namespace pinless::pci

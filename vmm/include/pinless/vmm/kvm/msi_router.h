@@ -22,15 +22,9 @@
 
 #include "pinless/base/result.h"
 #include "pinless/base/sys.h"
+#include "pinless/pci/msi_message.h"
 
-namespace pinless::vmm::pci {
-
-struct MsiMessage {
-  uint64_t address = 0;
-  uint32_t data = 0;
-  std::optional<uint32_t> devid;  // requester id (bus << 8 | devfn) for KVM_MSI_VALID_DEVID
-  bool operator==(const MsiMessage&) const = default;
-};
+namespace pinless::vmm {
 
 class MsiRouter {
  public:
@@ -51,13 +45,13 @@ class MsiRouter {
   [[nodiscard]] Status release_gsi(uint32_t gsi);
 
   // Routes `gsi` to `msg` (pushes the table if anything changed).
-  [[nodiscard]] Status set_route(uint32_t gsi, const MsiMessage& msg);
+  [[nodiscard]] Status set_route(uint32_t gsi, const pci::MsiMessage& msg);
   // Removes the route (the irqfd, if any, is detached first).
   [[nodiscard]] Status clear_route(uint32_t gsi);
   // Masks or unmasks the vector (detaches/attaches its irqfd; the route stays).
   [[nodiscard]] Status set_masked(uint32_t gsi, bool masked);
   // A guest reprogrammed a vector: new message and mask state in one step.
-  [[nodiscard]] Status update(uint32_t gsi, const MsiMessage& msg, bool masked);
+  [[nodiscard]] Status update(uint32_t gsi, const pci::MsiMessage& msg, bool masked);
 
   // Binds `event_fd` (not owned) to `gsi`; attached to KVM while the vector is routed and
   // unmasked. EBUSY if the GSI already has an eventfd.
@@ -71,7 +65,7 @@ class MsiRouter {
 
  private:
   struct Vector {
-    std::optional<MsiMessage> msg;
+    std::optional<pci::MsiMessage> msg;
     bool masked = false;
     int event_fd = -1;
     bool irqfd_attached = false;
@@ -96,4 +90,4 @@ class MsiRouter {
   uint64_t pushes_ = 0;
 };
 
-}  // namespace pinless::vmm::pci
+}  // namespace pinless::vmm

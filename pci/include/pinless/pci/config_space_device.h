@@ -6,10 +6,10 @@
 #include <string>
 #include <utility>
 
-#include "pinless/vmm/pci/config_space.h"
-#include "pinless/vmm/pci/pci_device.h"
+#include "pinless/pci/config_space.h"
+#include "pinless/pci/pci_device.h"
 
-namespace pinless::vmm::pci {
+namespace pinless::pci {
 
 class ConfigSpaceDevice : public PciDevice {
  public:
@@ -31,4 +31,4 @@ class ConfigSpaceDevice : public PciDevice {
   PciConfigSpace config_;
 };
 
-}  // namespace pinless::vmm::pci
+}  // namespace pinless::pci

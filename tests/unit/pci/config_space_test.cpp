@@ -2,9 +2,9 @@
 
 #include <vector>
 
-#include "pinless/vmm/pci/config_space.h"
+#include "pinless/pci/config_space.h"
 
-using namespace pinless::vmm::pci;
+using namespace pinless::pci;
 
 namespace {
 

@@ -1,10 +1,10 @@
-#include "pinless/vmm/pci/pci_root.h"
+#include "pinless/pci/pci_root.h"
 
 #include <algorithm>
 
-#include "pinless/vmm/pci/config_space_device.h"
+#include "pinless/pci/config_space_device.h"
 
-namespace pinless::vmm::pci {
+namespace pinless::pci {
 namespace {
 
 constexpr uint32_t kConfigAddressEnable = 1u << 31;
@@ -184,4 +184,4 @@ void PciRoot::ConfigIo::write(uint64_t offset, std::span<const uint8_t> data) {
                      uint8_t(data.size()), load_le(data));
 }
 
-}  // namespace pinless::vmm::pci
+}  // namespace pinless::pci

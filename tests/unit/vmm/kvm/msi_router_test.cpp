@@ -4,10 +4,11 @@
 #include <vector>
 
 #include "fakes/fake_sys.h"
-#include "pinless/vmm/pci/msi_router.h"
+#include "pinless/vmm/kvm/msi_router.h"
 
 using namespace pinless;
-using namespace pinless::vmm::pci;
+using namespace pinless::pci;
+using namespace pinless::vmm;
 using pinless::testing::FakeSys;
 
 namespace {

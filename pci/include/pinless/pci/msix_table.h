@@ -5,7 +5,8 @@
 // Message Control (enable, function mask) is fed in with set_control().
 // Whenever the effective state of a vector changes (its message, or whether it is masked by
 // its own bit, the function mask or MSI-X being disabled), the change callback is called with
-// the new message and mask; the owner forwards that to MsiRouter::update().
+// the new message and mask; the owner forwards that to its interrupt routing (in pinless,
+// vmm's MsiRouter::update()).
 // Thread-safe: one mutex; the callback runs with it held and must not call back into the table.
 #pragma once
 
@@ -17,9 +18,9 @@
 
 #include "pinless/base/log.h"
 #include "pinless/base/result.h"
-#include "pinless/vmm/pci/msi_router.h"
+#include "pinless/pci/msi_message.h"
 
-namespace pinless::vmm::pci {
+namespace pinless::pci {
 
 class PciConfigSpace;
 
@@ -91,4 +92,4 @@ class MsixTable {
                                                    uint8_t table_bar, uint32_t table_offset,
                                                    uint8_t pba_bar, uint32_t pba_offset);
 
-}  // namespace pinless::vmm::pci
+}  // namespace pinless::pci

@@ -16,9 +16,9 @@
 
 #include "pinless/base/log.h"
 #include "pinless/base/result.h"
-#include "pinless/vmm/pci/pci_device.h"
+#include "pinless/pci/pci_device.h"
 
-namespace pinless::vmm::pci {
+namespace pinless::pci {
 
 struct PciIdentity {
   uint16_t vendor_id = 0;
@@ -94,4 +94,4 @@ class PciConfigSpace {
   RateLimit bad_{5, 10000};
 };
 
-}  // namespace pinless::vmm::pci
+}  // namespace pinless::pci

@@ -3,11 +3,10 @@
 #include <memory>
 #include <vector>
 
-#include "pinless/vmm/pci/config_space_device.h"
-#include "pinless/vmm/pci/pci_root.h"
+#include "pinless/pci/config_space_device.h"
+#include "pinless/pci/pci_root.h"
 
-using namespace pinless::vmm;
-using namespace pinless::vmm::pci;
+using namespace pinless::pci;
 
 namespace {
 

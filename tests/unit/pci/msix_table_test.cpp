@@ -2,10 +2,10 @@
 
 #include <vector>
 
-#include "pinless/vmm/pci/config_space.h"
-#include "pinless/vmm/pci/msix_table.h"
+#include "pinless/pci/config_space.h"
+#include "pinless/pci/msix_table.h"
 
-using namespace pinless::vmm::pci;
+using namespace pinless::pci;
 
 namespace {
 

@@ -12,9 +12,9 @@
 
 #include "pinless/base/result.h"
 #include "pinless/base/types.h"
-#include "pinless/vmm/pci/pci_device.h"
+#include "pinless/pci/pci_device.h"
 
-namespace pinless::vmm::pci {
+namespace pinless::pci {
 
 class PciConfigSpace;
 
@@ -42,4 +42,4 @@ class PciBarAllocator {
   Window io_;
 };
 
-}  // namespace pinless::vmm::pci
+}  // namespace pinless::pci

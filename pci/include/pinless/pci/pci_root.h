@@ -20,10 +20,10 @@
 
 #include "pinless/base/log.h"
 #include "pinless/base/result.h"
-#include "pinless/vmm/io.h"
-#include "pinless/vmm/pci/pci_device.h"
+#include "pinless/pci/io_device.h"
+#include "pinless/pci/pci_device.h"
 
-namespace pinless::vmm::pci {
+namespace pinless::pci {
 
 // devfn = device << 3 | function.
 constexpr uint8_t make_devfn(uint8_t device, uint8_t function) { return uint8_t(device << 3 | function); }
@@ -83,4 +83,4 @@ class PciRoot {
   RateLimit bad_{5, 10000};
 };
 
-}  // namespace pinless::vmm::pci
+}  // namespace pinless::pci

@@ -1,8 +1,8 @@
-#include "pinless/vmm/pci/config_space.h"
+#include "pinless/pci/config_space.h"
 
 #include <bit>
 
-namespace pinless::vmm::pci {
+namespace pinless::pci {
 namespace {
 
 constexpr uint16_t kCommandWritable = kCommandIo | kCommandMemory | kCommandBusMaster |
@@ -239,4 +239,4 @@ std::optional<uint16_t> PciConfigSpace::find_capability(uint8_t id) const {
   return std::nullopt;
 }
 
-}  // namespace pinless::vmm::pci
+}  // namespace pinless::pci
