@@ -11,7 +11,6 @@ constexpr uint16_t kCommandWritable = kCommandIo | kCommandMemory | kCommandBusM
 // Status: master data parity error, signalled/received target abort, received master
 // abort, signalled system error, detected parity error.
 constexpr uint16_t kStatusRw1c = 0xf900;
-constexpr uint16_t kCapAreaEnd = 0x100;
 constexpr uint64_t kIoSpaceEnd = 0x10000;
 
 uint16_t bar_offset(uint8_t index) { return uint16_t(kBar0 + 4 * index); }
@@ -231,12 +230,7 @@ std::optional<uint64_t> PciConfigSpace::decoded(uint8_t index) const {
 }
 
 std::optional<uint16_t> PciConfigSpace::find_capability(uint8_t id) const {
-  uint16_t off = (data_[kStatus] & kStatusCapList) ? data_[kCapabilitiesPointer] : 0;
-  for (int hops = 0; off >= 0x40 && off < kCapAreaEnd && hops < 48; ++hops) {
-    if (data_[off] == id) return off;
-    off = data_[off + 1];
-  }
-  return std::nullopt;
+  return pci::find_capability(read32_from(data_), id);
 }
 
 }  // namespace pinless::pci

@@ -1,7 +1,8 @@
 #include "pinless/vfio/pci_caps.h"
 
 #include <algorithm>
-#include <bitset>
+
+#include "pinless/pci/capabilities.h"
 
 namespace pinless::vfio {
 namespace {
@@ -38,31 +39,22 @@ MsixCapInfo decode_msix(std::span<const uint8_t> config, uint8_t offset) {
 
 uint8_t capability_length(std::span<const uint8_t> config, uint8_t id, uint8_t offset) {
   switch (id) {
-    case 0x01: return 8;   // power management
-    case 0x05: {           // MSI
-      MsiCapInfo m = decode_msi(config, offset);
-      return uint8_t((m.is64 ? 14 : 10) + (m.per_vector_mask ? 10 : 0));
-    }
-    case 0x11: return 12;  // MSI-X
-    case 0x10: return 60;  // PCI Express (v2)
-    case 0x09: return offset + 2u < config.size() ? config[offset + 2u] : 0;  // vendor: length byte
+    case pci::kCapPm: return 8;
+    case pci::kCapMsi: return decode_msi(config, offset).length();
+    case pci::kCapMsix: return 12;
+    case pci::kCapPcie: return 60;  // v2
+    case pci::kCapVendor: return offset + 2u < config.size() ? config[offset + 2u] : 0;  // its length byte
     default: return 0;
   }
 }
 
 std::vector<PciCap> walk_capabilities(std::span<const uint8_t> config) {
   std::vector<PciCap> caps;
-  if (config.size() < 256 || (u16(config, 0x06) & (1u << 4)) == 0) return caps;
-  std::bitset<256> seen;
-  uint8_t off = config[0x34] & 0xfc;
-  while (off != 0 && caps.size() < 48) {
-    if (off < 0x40 || off > 0xfc || seen.test(off)) break;
-    seen.set(off);
-    uint8_t id = config[off];
+  for (const auto& c : pci::walk_capabilities(pci::read32_from(config))) {
+    auto id = uint8_t(c.id), off = uint8_t(c.offset);
     uint8_t len = capability_length(config, id, off);
-    if (len == 0 || off + len > 256) len = 2;
+    if (len == 0 || off + len > pci::kCapAreaEnd) len = 2;
     caps.push_back({id, off, len});
-    off = config[off + 1u] & 0xfc;
   }
   // Unknown lengths: up to the next capability in address order (or 2 bytes).
   std::vector<PciCap> sorted = caps;

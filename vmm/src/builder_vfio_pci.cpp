@@ -10,8 +10,6 @@
 namespace pinless::vmm {
 namespace {
 
-constexpr uint8_t kCapPm = 0x01;
-
 pci::PciIdentity identity_of(std::span<const uint8_t> c) {
   auto u16 = [&](size_t o) { return uint16_t(c[o] | c[o + 1] << 8); };
   pci::PciIdentity id;
@@ -82,7 +80,7 @@ Status VfioPciDevice::setup_caps(std::span<const uint8_t> real) {
                dev_->irq(vfio::kMsixIrq)->count > 0) {
       msix_cap_ = vfio::decode_msix(real, c.offset);
       kept_caps_.push_back(c);
-    } else if (c.id == kCapPm) {
+    } else if (c.id == pci::kCapPm) {
       kept_caps_.push_back(c);
     }
   }

@@ -8,8 +8,10 @@
 #include <algorithm>
 #include <cstring>
 #include <fstream>
+#include <span>
 #include <sstream>
 
+#include "pinless/pci/capabilities.h"
 #include "pinless/vmm/check/kvm_speed.h"
 #include "pinless/vmm/kvm/kvm.h"
 
@@ -75,30 +77,15 @@ bool all_digits(const std::string& s) {
   return !s.empty() && std::all_of(s.begin(), s.end(), [](char c) { return c >= '0' && c <= '9'; });
 }
 
-// PCIe extended capabilities start at 0x100; PRI (Page Request Interface) has ID 0x13.
-constexpr size_t kExtCapStart = 0x100;
-constexpr uint16_t kExtCapPri = 0x13;
-
 // Sets *readable when more than the 64-byte header could be read (root); a conventional PCI
 // function has 256 bytes and no extended capabilities at all.
 bool has_pri(const std::string& config, bool* readable) {
   std::ifstream in(config, std::ios::binary);
   std::string bytes((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
   if (bytes.size() > 64) *readable = true;
-  if (bytes.size() < kExtCapStart + 4) return false;
-  auto dword = [&](size_t off) {
-    uint32_t v = 0;
-    std::memcpy(&v, bytes.data() + off, 4);
-    return v;
-  };
-  size_t off = kExtCapStart;
-  for (int guard = 0; guard < 64 && off >= kExtCapStart && off + 4 <= bytes.size(); ++guard) {
-    uint32_t h = dword(off);
-    if (h == 0 || h == 0xffffffff) return false;
-    if ((h & 0xffff) == kExtCapPri) return true;
-    off = (h >> 20) & 0xffc;
-  }
-  return false;
+  // A short read (not root: 64 bytes; conventional PCI: 256) ends the walk at 0x100.
+  std::span<const uint8_t> space(reinterpret_cast<const uint8_t*>(bytes.data()), bytes.size());
+  return pci::find_ext_capability(pci::read32_from(space), pci::kExtCapPri).has_value();
 }
 
 void probe_kvm(Sys& sys, const ProbeOptions& opt, const Paths& at, KvmFacts* k) {

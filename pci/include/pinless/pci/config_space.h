@@ -16,6 +16,7 @@
 
 #include "pinless/base/log.h"
 #include "pinless/base/result.h"
+#include "pinless/pci/capabilities.h"
 #include "pinless/pci/pci_device.h"
 
 namespace pinless::pci {
@@ -89,7 +90,7 @@ class PciConfigSpace {
   std::array<Bar, kNumBars> bars_{};
   std::array<std::optional<uint64_t>, kNumBars> decoded_{};
   uint16_t last_cap_ = 0;       // offset of the last capability (0: none yet)
-  uint16_t next_cap_ = 0x40;    // where the next capability goes
+  uint16_t next_cap_ = kCapAreaStart;  // where the next capability goes
   BarMoveFn on_move_;
   RateLimit bad_{5, 10000};
 };

@@ -26,9 +26,6 @@ constexpr uint16_t kCommandIo = 1u << 0, kCommandMemory = 1u << 1, kCommandBusMa
 constexpr uint16_t kStatusCapList = 1u << 4;
 constexpr int kNumBars = 6;
 
-// Capability ids.
-constexpr uint8_t kCapMsi = 0x05, kCapVendor = 0x09, kCapPcie = 0x10, kCapMsix = 0x11;
-
 enum class BarKind : uint8_t { kIo, kMem32, kMem64 };
 
 struct BarInfo {

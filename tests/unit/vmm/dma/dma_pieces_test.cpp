@@ -52,15 +52,15 @@ TEST_CASE("page requests: PRI and ATS are found in the extended list; loops and 
   auto hdr = [](uint16_t id, uint16_t next) { return uint32_t(id) | (1u << 16) | (uint32_t(next) << 20); };
   CHECK_FALSE(page_request_support(read).can_fault);  // no extended capabilities at all
   cfg[0x100 / 4] = hdr(0x0001, 0x140);                 // AER
-  cfg[0x140 / 4] = hdr(kExtCapAts, 0x180);
-  cfg[0x180 / 4] = hdr(kExtCapPri, 0);
+  cfg[0x140 / 4] = hdr(pci::kExtCapAts, 0x180);
+  cfg[0x180 / 4] = hdr(pci::kExtCapPri, 0);
   CHECK(page_request_support(read).can_fault);
   cfg[0x140 / 4] = hdr(0x0003, 0x180);  // ATS gone: PRI alone is not enough
   auto s = page_request_support(read);
   CHECK_FALSE(s.can_fault);
   CHECK(s.why_not.find("ATS") != std::string::npos);
   cfg[0x180 / 4] = hdr(0x0004, 0x100);  // points backwards: a loop
-  CHECK_FALSE(has_ext_cap(read, kExtCapPri));
+  CHECK_FALSE(pci::find_ext_capability(read, pci::kExtCapPri));
   auto ones = [](uint16_t) { return 0xffffffffu; };  // unreadable
   CHECK(page_request_support(ones).why_not.find("PRI") != std::string::npos);
 }

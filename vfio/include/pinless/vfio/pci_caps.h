@@ -18,9 +18,8 @@ struct PciCap {
   uint8_t length = 0;  // bytes the capability occupies (known ids; else up to the next one)
 };
 
-// The standard capability list (0x34 -> ...) in 0x40..0xff. Stops at a pointer outside
-// 0x40..0xfc, a revisit, or after 48 entries. Empty when the status register says there is
-// no list.
+// The standard capability list as pci::walk_capabilities() finds it (bounds and loop
+// checked), with each capability's length.
 std::vector<PciCap> walk_capabilities(std::span<const uint8_t> config);
 
 struct MsiCapInfo {
