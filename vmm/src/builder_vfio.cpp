@@ -13,9 +13,9 @@
 #include "pinless/iommu/type1_backend.h"
 #include "pinless/vfio/sysfs.h"
 #include "pinless/vfio/vfio_device.h"
+#include "pinless/vfio/vfio_pci_device.h"
 #include "pinless/pci/bar_allocator.h"
 #include "pinless/vmm/kvm/msi_router.h"
-#include "builder_vfio_pci.h"
 #include "dma/dma_pieces.h"
 #include "dma/guest_dma.h"
 #include "dma/mock_device.h"
@@ -54,7 +54,7 @@ struct VfioSetup::Impl {
   std::unique_ptr<GuestDma> dma;
   std::unique_ptr<MsiRouter> router;
   std::optional<vfio::KvmVfio> kvm_vfio;
-  std::vector<std::shared_ptr<VfioPciDevice>> devices;
+  std::vector<std::shared_ptr<vfio::VfioPciDevice>> devices;
   std::vector<int> kvm_files;
 
   ~Impl() {
@@ -201,9 +201,9 @@ Result<std::unique_ptr<VfioSetup>> VfioSetup::create(const VmConfig& config, Vm&
     int kvm_file = opened[i]->kvm_file_fd();
     PINLESS_TRY_VOID(impl->kvm_vfio->add_file(kvm_file));
     impl->kvm_files.push_back(kvm_file);
-    VfioPciDevice::Env env{&vm, &bus, impl->router.get(),
-                           kFirstVfioSlot + uint32_t(i) * VfioPciDevice::kSlotsPerDevice};
-    auto dev = PINLESS_TRY(VfioPciDevice::create(sys, std::move(opened[i]), env));
+    vfio::VfioPciDevice::Env env{&vm, &bus, impl->router.get(),
+                                 kFirstVfioSlot + uint32_t(i) * vfio::VfioPciDevice::kSlotsPerDevice};
+    auto dev = PINLESS_TRY(vfio::VfioPciDevice::create(sys, std::move(opened[i]), env));
     PINLESS_TRY_VOID(bars.assign(dev->config()));
     for (const auto& b : dev->bars()) {
       log->info("{}: BAR {} {} bytes at {:#x}", bdf, b.index, b.size, b.address);

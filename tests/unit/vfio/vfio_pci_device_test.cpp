@@ -1,5 +1,6 @@
-// VfioPciDevice (vmm/src/builder_vfio_pci.*): config-space virtualisation, BARs, MSI/MSI-X,
-// on a scripted VFIO device. Lives with the vfio tests because it is the VFIO glue.
+// VfioPciDevice (vfio/src/vfio_pci_*.cpp): config-space virtualisation, BARs, MSI/MSI-X, on a
+// scripted VFIO device, with vmm's Vm, IoBus and MsiRouter (over FakeSys) behind the
+// pci/platform.h interfaces, as in pinless.
 #include <doctest/doctest.h>
 #include <linux/vfio.h>
 
@@ -7,15 +8,19 @@
 #include <initializer_list>
 #include <map>
 
-#include "../../../vmm/src/builder_vfio_pci.h"  // private to vmm/src
 #include "fake_vfio.h"
 #include "pinless/base/linux_kvm.h"
+#include "pinless/vfio/vfio_pci_device.h"
+#include "pinless/vmm/io_bus.h"
 #include "pinless/vmm/kvm/kvm.h"
+#include "pinless/vmm/kvm/msi_router.h"
+#include "pinless/vmm/kvm/vm.h"
 #include "unit/iommu/fake_iommu.h"
 
 using namespace pinless;
 using namespace pinless::testing;
 using namespace pinless::vmm;
+using pinless::vfio::VfioPciDevice;
 
 namespace {
 

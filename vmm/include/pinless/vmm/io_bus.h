@@ -17,20 +17,21 @@
 #include "pinless/base/result.h"
 #include "pinless/base/types.h"
 #include "pinless/pci/io_device.h"
+#include "pinless/pci/platform.h"
 
 namespace pinless::vmm {
 
-class IoBus {
+class IoBus final : public pci::IoRegistry {
  public:
   enum class Space { kPio, kMmio };
 
-  Status register_pio(uint16_t base, uint32_t size, pci::IoDevice* dev, std::string name);
-  Status register_mmio(Gpa base, uint64_t size, pci::IoDevice* dev, std::string name);
+  Status register_pio(uint16_t base, uint32_t size, pci::IoDevice* dev, std::string name) override;
+  Status register_mmio(Gpa base, uint64_t size, pci::IoDevice* dev, std::string name) override;
   // Removes the range that starts exactly at `base` if `dev` registered it; returns whether
   // one was removed. The owner check matters because bases are guest-programmed (BARs): a
   // device whose registration was refused must not remove the range that refused it.
-  bool unregister_pio(uint16_t base, const pci::IoDevice* dev);
-  bool unregister_mmio(Gpa base, const pci::IoDevice* dev);
+  bool unregister_pio(uint16_t base, const pci::IoDevice* dev) override;
+  bool unregister_mmio(Gpa base, const pci::IoDevice* dev) override;
 
   // Dispatch. Return whether a device claimed the access (unclaimed reads are filled with 0xff).
   bool pio_read(uint16_t port, std::span<uint8_t> data);

@@ -23,10 +23,11 @@
 #include "pinless/base/result.h"
 #include "pinless/base/sys.h"
 #include "pinless/pci/msi_message.h"
+#include "pinless/pci/platform.h"
 
 namespace pinless::vmm {
 
-class MsiRouter {
+class MsiRouter final : public pci::MsiRoutes {
  public:
   static constexpr uint32_t kLegacyGsis = 24;    // IOAPIC pins; MSI GSIs start here
   static constexpr uint32_t kDefaultMaxGsi = 4096;  // KVM_MAX_IRQ_ROUTES
@@ -35,14 +36,14 @@ class MsiRouter {
   // (true whenever the VM has KVM_CREATE_IRQCHIP, i.e. always in pinless).
   MsiRouter(Sys& sys, int vm_fd, uint32_t max_gsi = kDefaultMaxGsi, bool legacy_routes = true);
   // Detaches the irqfds still attached (best effort: the VM may already be gone).
-  ~MsiRouter();
+  ~MsiRouter() override;
   MsiRouter(const MsiRouter&) = delete;
   MsiRouter& operator=(const MsiRouter&) = delete;
 
   // Lowest free GSI >= 24. Unrouted until set_route/update. ENOSPC when none is left.
-  [[nodiscard]] Result<uint32_t> allocate_gsi();
+  [[nodiscard]] Result<uint32_t> allocate_gsi() override;
   // Detaches its irqfd, drops its route and frees the GSI.
-  [[nodiscard]] Status release_gsi(uint32_t gsi);
+  [[nodiscard]] Status release_gsi(uint32_t gsi) override;
 
   // Routes `gsi` to `msg` (pushes the table if anything changed).
   [[nodiscard]] Status set_route(uint32_t gsi, const pci::MsiMessage& msg);
@@ -51,11 +52,11 @@ class MsiRouter {
   // Masks or unmasks the vector (detaches/attaches its irqfd; the route stays).
   [[nodiscard]] Status set_masked(uint32_t gsi, bool masked);
   // A guest reprogrammed a vector: new message and mask state in one step.
-  [[nodiscard]] Status update(uint32_t gsi, const pci::MsiMessage& msg, bool masked);
+  [[nodiscard]] Status update(uint32_t gsi, const pci::MsiMessage& msg, bool masked) override;
 
   // Binds `event_fd` (not owned) to `gsi`; attached to KVM while the vector is routed and
   // unmasked. EBUSY if the GSI already has an eventfd.
-  [[nodiscard]] Status attach_irqfd(uint32_t gsi, int event_fd);
+  [[nodiscard]] Status attach_irqfd(uint32_t gsi, int event_fd) override;
   [[nodiscard]] Status detach_irqfd(uint32_t gsi);
 
   // The table the next push would send (legacy routes first, then MSI routes by GSI).

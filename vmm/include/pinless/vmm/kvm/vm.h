@@ -9,12 +9,13 @@
 #include "pinless/base/fd.h"
 #include "pinless/base/result.h"
 #include "pinless/base/sys.h"
+#include "pinless/pci/platform.h"
 #include "pinless/vmm/kvm/kvm.h"
 #include "pinless/vmm/memory/guest_memory.h"
 
 namespace pinless::vmm {
 
-class Vm {
+class Vm final : public pci::MemorySlots {
  public:
   // KVM_CREATE_VM, then (order required by KVM: all before the first vCPU)
   // KVM_SET_TSS_ADDR, KVM_SET_IDENTITY_MAP_ADDR, KVM_CREATE_IRQCHIP, KVM_CREATE_PIT2.
@@ -25,6 +26,10 @@ class Vm {
 
   // KVM_SET_USER_MEMORY_REGION for one RAM region.
   [[nodiscard]] Status map_memory(uint32_t slot, const MemoryRegion& region);
+  // The same for a device's memory (BAR pages): memslots for pci device models.
+  [[nodiscard]] Status set_memory_slot(uint32_t slot, Range<Gpa> gpa, uint8_t* host) override {
+    return map_memory(slot, MemoryRegion{gpa, host, 0});
+  }
   // One memslot per region of `memory`, slots 0.. in order.
   [[nodiscard]] Status map_guest_memory(const GuestMemory& memory);
   // KVM_IRQ_LINE: drive an interrupt line (GSI) of the in-kernel PIC/IOAPIC.

@@ -1,5 +1,5 @@
 // VfioPciDevice: a VFIO-passed-through PCI function as the guest sees it on bus 0.
-// The real device stays behind vfio::VfioDevice; this class virtualises its config space:
+// The real device stays behind VfioDevice; this class virtualises its config space:
 //   - header (0x00..0x3f): a PciConfigSpace built from the device's ids, with BARs sized from
 //     the VFIO regions (guest sizing and relocation emulated, addresses from PciBarAllocator);
 //     the command register's I/O, memory and bus-master bits are also written to the device
@@ -9,19 +9,23 @@
 //     through read-only, all others are unlinked (hidden); extended space (0x100+) reads 0;
 //   - other bytes of 0x40..0xff read live from the device; guest writes there are dropped.
 // BARs: each memory BAR's mmappable parts (VFIO sparse areas minus the MSI-X table/PBA pages)
-// are mmap()ed and registered as KVM memslots at the guest BAR address; the rest (and I/O
-// BARs) is trapped on the IoBus: the MSI-X table/PBA go to an MsixTable, anything else to the
+// are mmap()ed and set as memory slots (KVM memslots) at the guest BAR address; the rest (and
+// I/O BARs) is trapped on the I/O registry: the MSI-X table/PBA go to an MsixTable, anything else to the
 // device with pread/pwrite. Moves follow the guest's BAR writes.
 // Expansion ROM: when VFIO has a ROM region (index 6, size > 0) the ROM BAR at 0x30 is
 // emulated (size rounded up to a power of two, at least 2 KiB; address bits and the enable bit
 // writable, sizing with all-ones); while it is enabled at a nonzero address with memory decode
-// on, its range is a read-only IoBus trap reading the region with pread. Without a ROM, 0x30
+// on, its range is a read-only MMIO trap reading the region with pread. Without a ROM, 0x30
 // reads 0 and ignores writes.
 // Interrupts: one eventfd per MSI/MSI-X vector, bound to the device with VFIO_DEVICE_SET_IRQS
-// and to KVM through MsiRouter::attach_irqfd, so an interrupt goes device -> eventfd -> KVM
+// and to KVM through MsiRoutes::attach_irqfd, so an interrupt goes device -> eventfd -> KVM
 // irqfd without waking pinless.
+// The VM comes in through pci/platform.h (MemorySlots, IoRegistry, MsiRoutes; in pinless
+// vmm's Vm, IoBus and MsiRouter), so this layer needs nothing from vmm.
+// Code: vfio_pci_device.cpp (lifecycle, config virtualisation), vfio_pci_bars.cpp (BARs,
+// traps, expansion ROM), vfio_pci_interrupts.cpp (MSI, MSI-X).
 // Ownership: owns the VfioDevice, the eventfds, GSIs, memslots and BAR mappings; borrows the
-// Vm, IoBus and MsiRouter, which must outlive shutdown(). PciRoot keeps a shared_ptr, so the
+// three VM interfaces, which must outlive shutdown(). PciRoot keeps a shared_ptr, so the
 // owner calls shutdown() (idempotent; also run by the destructor) before the DMA backend and
 // router go away; afterwards config reads return all-ones.
 // Thread-safety: config access is serialised by PciRoot; BAR traps run on vCPU threads and
@@ -37,18 +41,18 @@
 
 #include "pinless/base/log.h"
 #include "pinless/base/result.h"
+#include "pinless/base/sys.h"
+#include "pinless/base/types.h"
 #include "pinless/iommu/sys_fd.h"
-#include "pinless/vfio/pci_caps.h"
-#include "pinless/vfio/vfio_device.h"
-#include "pinless/pci/io_device.h"
-#include "pinless/vmm/io_bus.h"
-#include "pinless/vmm/kvm/vm.h"
 #include "pinless/pci/config_space.h"
-#include "pinless/vmm/kvm/msi_router.h"
+#include "pinless/pci/io_device.h"
 #include "pinless/pci/msix_table.h"
 #include "pinless/pci/pci_device.h"
+#include "pinless/pci/platform.h"
+#include "pinless/vfio/pci_caps.h"
+#include "pinless/vfio/vfio_device.h"
 
-namespace pinless::vmm {
+namespace pinless::vfio {
 
 class VfioPciDevice final : public pci::PciDevice {
  public:
@@ -60,13 +64,13 @@ class VfioPciDevice final : public pci::PciDevice {
   static constexpr uint64_t kMaxRomSize = 16u << 20;  // PCI: the ROM BAR decodes at most 16 MiB
 
   struct Env {
-    Vm* vm = nullptr;  // memslots for mmapped BAR parts (null: nothing is mmapped, all trapped)
-    IoBus* bus = nullptr;
-    MsiRouter* router = nullptr;  // null: no MSI/MSI-X (tests of config space only)
+    pci::MemorySlots* memslots = nullptr;  // for mmapped BAR parts (null: nothing mmapped, all trapped)
+    pci::IoRegistry* bus = nullptr;
+    pci::MsiRoutes* router = nullptr;  // null: no MSI/MSI-X (tests of config space only)
     uint32_t first_slot = 0;           // memslots first_slot .. first_slot + kSlotsPerDevice - 1
   };
 
-  [[nodiscard]] static Result<std::shared_ptr<VfioPciDevice>> create(Sys& sys, std::unique_ptr<vfio::VfioDevice> dev,
+  [[nodiscard]] static Result<std::shared_ptr<VfioPciDevice>> create(Sys& sys, std::unique_ptr<VfioDevice> dev,
                                                                      Env env);
   ~VfioPciDevice() override;
 
@@ -77,10 +81,10 @@ class VfioPciDevice final : public pci::PciDevice {
   std::string name() const override { return "vfio " + name_; }
 
   pci::PciConfigSpace& config() { return config_; }
-  vfio::VfioDevice* device() { return dev_.get(); }
-  const std::vector<vfio::PciCap>& kept_capabilities() const { return kept_caps_; }
-  std::optional<vfio::MsiCapInfo> msi() const { return msi_; }
-  std::optional<vfio::MsixCapInfo> msix() const { return msix_cap_; }
+  VfioDevice* device() { return dev_.get(); }
+  const std::vector<PciCap>& kept_capabilities() const { return kept_caps_; }
+  std::optional<MsiCapInfo> msi() const { return msi_; }
+  std::optional<MsixCapInfo> msix() const { return msix_cap_; }
   // Guest-physical pieces currently backed by memslots (for tests and logs).
   std::vector<Range<Gpa>> mapped_pieces() const;
   // The expansion ROM: its (rounded) size, 0 if none, and where it is trapped now.
@@ -99,11 +103,11 @@ class VfioPciDevice final : public pci::PciDevice {
   // undone, else the unplace would remove another device's range.
   struct Piece {
     Range<uint64_t> in_bar;   // offset/size inside the BAR
-    vfio::SysMapping map;
+    SysMapping map;
     uint32_t slot = 0;
     bool live = false;        // memslot set
   };
-  // An IoBus range that forwards to the device (MSI-X table/PBA or pread/pwrite).
+  // An I/O range that forwards to the device (MSI-X table/PBA or pread/pwrite).
   class Trap final : public pci::IoDevice {
    public:
     Trap(VfioPciDevice& d, uint8_t bar, uint64_t base) : dev_(d), bar_(bar), base_(base) {}
@@ -129,7 +133,7 @@ class VfioPciDevice final : public pci::PciDevice {
     std::optional<uint64_t> at;        // decoded at
   };
 
-  VfioPciDevice(Sys& sys, std::unique_ptr<vfio::VfioDevice> dev, Env env, const pci::PciIdentity& id);
+  VfioPciDevice(Sys& sys, std::unique_ptr<VfioDevice> dev, Env env, const pci::PciIdentity& id);
   Status build(std::span<const uint8_t> real);
   Status setup_bars(std::span<const uint8_t> real);
   Status setup_caps(std::span<const uint8_t> real);
@@ -147,15 +151,15 @@ class VfioPciDevice final : public pci::PciDevice {
   bool emulated(uint16_t offset) const { return offset < 256 && emulated_[offset]; }
 
   Sys& sys_;
-  std::unique_ptr<vfio::VfioDevice> dev_;
+  std::unique_ptr<VfioDevice> dev_;
   Env env_;
   std::string name_;
   pci::PciConfigSpace config_;
   std::array<bool, 256> emulated_{};
   std::array<uint8_t, 256> real_{};
-  std::vector<vfio::PciCap> kept_caps_;
-  std::optional<vfio::MsiCapInfo> msi_;
-  std::optional<vfio::MsixCapInfo> msix_cap_;
+  std::vector<PciCap> kept_caps_;
+  std::optional<MsiCapInfo> msi_;
+  std::optional<MsixCapInfo> msix_cap_;
   std::optional<pci::MsixTable> msix_;
   std::vector<Vector> msi_vectors_;
   std::vector<Vector> msix_vectors_;
@@ -173,4 +177,4 @@ class VfioPciDevice final : public pci::PciDevice {
   RateLimit warn_{5, 10000};
 };
 
-}  // namespace pinless::vmm
+}  // namespace pinless::vfio
