@@ -58,29 +58,8 @@ Status MsiRouter::release_gsi(uint32_t gsi) {
   return apply_locked(gsi, std::move(next));
 }
 
-Status MsiRouter::set_route(uint32_t gsi, const pci::MsiMessage& msg) {
-  std::lock_guard lock(mu_);
-  PINLESS_TRY(find_locked(gsi, "set MSI route"));
-  Vectors next = vectors_;
-  next[gsi].msg = msg;
-  return apply_locked(gsi, std::move(next));
-}
 
-Status MsiRouter::clear_route(uint32_t gsi) {
-  std::lock_guard lock(mu_);
-  PINLESS_TRY(find_locked(gsi, "clear MSI route"));
-  Vectors next = vectors_;
-  next[gsi].msg.reset();
-  return apply_locked(gsi, std::move(next));
-}
 
-Status MsiRouter::set_masked(uint32_t gsi, bool masked) {
-  std::lock_guard lock(mu_);
-  PINLESS_TRY(find_locked(gsi, "mask MSI"));
-  Vectors next = vectors_;
-  next[gsi].masked = masked;
-  return apply_locked(gsi, std::move(next));
-}
 
 Status MsiRouter::update(uint32_t gsi, const pci::MsiMessage& msg, bool masked) {
   std::lock_guard lock(mu_);
@@ -101,13 +80,6 @@ Status MsiRouter::attach_irqfd(uint32_t gsi, int event_fd) {
   return apply_locked(gsi, std::move(next));
 }
 
-Status MsiRouter::detach_irqfd(uint32_t gsi) {
-  std::lock_guard lock(mu_);
-  PINLESS_TRY(find_locked(gsi, "KVM_IRQFD deassign"));
-  Vectors next = vectors_;
-  next[gsi].event_fd = -1;
-  return apply_locked(gsi, std::move(next));
-}
 
 Status MsiRouter::apply_locked(uint32_t gsi, Vectors next) {
   auto before_it = vectors_.find(gsi);

@@ -65,7 +65,7 @@ TEST_CASE("msi router: a route pushes the whole table, legacy pins included") {
   MsiRouter r(k.sys, kVmFd);
   uint32_t gsi = *r.allocate_gsi();
   CHECK(k.tables.empty());  // allocation alone pushes nothing
-  REQUIRE(r.set_route(gsi, {0xfee01000, 0x4041, {}}));
+  REQUIRE(r.update(gsi, {0xfee01000, 0x4041, {}}, false));
   REQUIRE(k.tables.size() == 1);
   const auto& t = k.tables.back();
   CHECK(t.size() == 24 + 16 + 1);
@@ -90,7 +90,7 @@ TEST_CASE("msi router: a route pushes the whole table, legacy pins included") {
   CHECK(e->u.msi.data == 0x4041);
   CHECK(e->flags == 0);
   // Same message again: nothing to push.
-  REQUIRE(r.set_route(gsi, {0xfee01000, 0x4041, {}}));
+  REQUIRE(r.update(gsi, {0xfee01000, 0x4041, {}}, false));
   CHECK(k.tables.size() == 1);
   CHECK(r.pushes() == 1);
 }
@@ -99,7 +99,7 @@ TEST_CASE("msi router: device ids and high address bits reach KVM") {
   Kvm k;
   MsiRouter r(k.sys, kVmFd);
   uint32_t gsi = *r.allocate_gsi();
-  REQUIRE(r.set_route(gsi, {0x1fee00000ull, 0x30, 0x0018}));
+  REQUIRE(r.update(gsi, {0x1fee00000ull, 0x30, 0x0018}, false));
   const auto* e = k.msi(gsi);
   REQUIRE(e != nullptr);
   CHECK(e->flags == KVM_MSI_VALID_DEVID);
@@ -115,13 +115,13 @@ TEST_CASE("msi router: irqfds attach only while routed and unmasked") {
   CHECK(k.irqfds.empty());  // no route yet
   CHECK(r.attach_irqfd(gsi, 43).error().err() == EBUSY);
 
-  REQUIRE(r.set_route(gsi, {0xfee00000, 0x21, {}}));
+  REQUIRE(r.update(gsi, {0xfee00000, 0x21, {}}, false));
   REQUIRE(k.irqfds.size() == 1);
   CHECK(k.irqfds[0].fd == 42u);
   CHECK(k.irqfds[0].gsi == gsi);
   CHECK(k.irqfds[0].flags == 0u);
 
-  REQUIRE(r.set_masked(gsi, true));
+  REQUIRE(r.update(gsi, {0xfee00000, 0x21, {}}, true));
   REQUIRE(k.irqfds.size() == 2);
   CHECK(k.irqfds[1].flags == uint32_t(KVM_IRQFD_FLAG_DEASSIGN));
   CHECK(k.tables.size() == 1);  // masking keeps the route
@@ -131,7 +131,7 @@ TEST_CASE("msi router: irqfds attach only while routed and unmasked") {
   CHECK(k.tables.size() == 2);
   CHECK(k.irqfds.size() == 2);
 
-  REQUIRE(r.set_masked(gsi, false));
+  REQUIRE(r.update(gsi, {0xfee02000, 0x22, {}}, false));
   REQUIRE(k.irqfds.size() == 3);
   CHECK(k.irqfds[2].flags == 0u);
 
@@ -151,9 +151,10 @@ TEST_CASE("msi router: a failed push keeps the old table and the irqfd") {
   MsiRouter r(k.sys, kVmFd);
   uint32_t gsi = *r.allocate_gsi();
   REQUIRE(r.attach_irqfd(gsi, 42));
-  REQUIRE(r.set_route(gsi, {0xfee00000, 0x21, {}}));
+  REQUIRE(r.update(gsi, {0xfee00000, 0x21, {}}, false));
   k.routing_error = EINVAL;
-  auto res = r.clear_route(gsi);
+  // Masked with a new message: detach, push (fails), so attach again.
+  auto res = r.update(gsi, {0xfee00000, 0x22, {}}, true);
   REQUIRE_FALSE(res);
   CHECK(res.error().op() == "KVM_SET_GSI_ROUTING");
   // Detached for the push, re-attached after it failed.
@@ -171,7 +172,7 @@ TEST_CASE("msi router: the destructor detaches live irqfds") {
     MsiRouter r(k.sys, kVmFd);
     uint32_t gsi = *r.allocate_gsi();
     REQUIRE(r.attach_irqfd(gsi, 42));
-    REQUIRE(r.set_route(gsi, {0xfee00000, 0x21, {}}));
+    REQUIRE(r.update(gsi, {0xfee00000, 0x21, {}}, false));
   }
   REQUIRE(k.irqfds.size() == 2);
   CHECK(k.irqfds[1].flags == uint32_t(KVM_IRQFD_FLAG_DEASSIGN));

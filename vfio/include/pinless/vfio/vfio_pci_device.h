@@ -28,11 +28,15 @@
 // three VM interfaces, which must outlive shutdown(). PciRoot keeps a shared_ptr, so the
 // owner calls shutdown() (idempotent; also run by the destructor) before the DMA backend and
 // router go away; afterwards config reads return all-ones.
-// Thread-safety: config access is serialised by PciRoot; BAR traps run on vCPU threads and
-// take the device's own mutex; the MsixTable has its own lock.
+// Thread-safety: config access is serialised by PciRoot. BAR placement (a guest BAR or ROM
+// write, shutdown) takes bar_mu_. BAR trap accesses run on vCPU threads and take no lock of
+// this class: pread/pwrite on the device fd need none and the MsixTable has its own lock.
+// shut_ is atomic so an access that races shutdown() sees all-ones; pinless itself joins the
+// vCPU threads before shutdown(), so that race exists only for other owners.
 #pragma once
 
 #include <array>
+#include <atomic>
 #include <cstdint>
 #include <memory>
 #include <mutex>
@@ -172,8 +176,8 @@ class VfioPciDevice final : public pci::PciDevice {
   uint32_t rom_reg_ = 0;               // the guest's view of 0x30
   std::optional<uint64_t> rom_at_;     // where the ROM trap is registered
   std::unique_ptr<Trap> rom_trap_;     // bar = kRomRegion
-  std::mutex bar_mu_;  // BAR traps (vCPU threads) vs moves
-  bool shut_ = false;
+  std::mutex bar_mu_;  // BAR and ROM placement (guest config writes) vs shutdown()
+  std::atomic<bool> shut_{false};
   RateLimit warn_{5, 10000};
 };
 

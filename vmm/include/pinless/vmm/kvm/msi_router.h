@@ -40,24 +40,17 @@ class MsiRouter final : public pci::MsiRoutes {
   MsiRouter(const MsiRouter&) = delete;
   MsiRouter& operator=(const MsiRouter&) = delete;
 
-  // Lowest free GSI >= 24. Unrouted until set_route/update. ENOSPC when none is left.
+  // Lowest free GSI >= 24. Unrouted until update. ENOSPC when none is left.
   [[nodiscard]] Result<uint32_t> allocate_gsi() override;
   // Detaches its irqfd, drops its route and frees the GSI.
   [[nodiscard]] Status release_gsi(uint32_t gsi) override;
 
-  // Routes `gsi` to `msg` (pushes the table if anything changed).
-  [[nodiscard]] Status set_route(uint32_t gsi, const pci::MsiMessage& msg);
-  // Removes the route (the irqfd, if any, is detached first).
-  [[nodiscard]] Status clear_route(uint32_t gsi);
-  // Masks or unmasks the vector (detaches/attaches its irqfd; the route stays).
-  [[nodiscard]] Status set_masked(uint32_t gsi, bool masked);
   // A guest reprogrammed a vector: new message and mask state in one step.
   [[nodiscard]] Status update(uint32_t gsi, const pci::MsiMessage& msg, bool masked) override;
 
   // Binds `event_fd` (not owned) to `gsi`; attached to KVM while the vector is routed and
   // unmasked. EBUSY if the GSI already has an eventfd.
   [[nodiscard]] Status attach_irqfd(uint32_t gsi, int event_fd) override;
-  [[nodiscard]] Status detach_irqfd(uint32_t gsi);
 
   // The table the next push would send (legacy routes first, then MSI routes by GSI).
   std::vector<kvm_irq_routing_entry> routing_table() const;
