@@ -58,9 +58,6 @@ Status MsiRouter::release_gsi(uint32_t gsi) {
   return apply_locked(gsi, std::move(next));
 }
 
-
-
-
 Status MsiRouter::update(uint32_t gsi, const pci::MsiMessage& msg, bool masked) {
   std::lock_guard lock(mu_);
   PINLESS_TRY(find_locked(gsi, "update MSI route"));
@@ -79,7 +76,6 @@ Status MsiRouter::attach_irqfd(uint32_t gsi, int event_fd) {
   next[gsi].event_fd = event_fd;
   return apply_locked(gsi, std::move(next));
 }
-
 
 Status MsiRouter::apply_locked(uint32_t gsi, Vectors next) {
   auto before_it = vectors_.find(gsi);
