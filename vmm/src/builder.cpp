@@ -1,67 +1,23 @@
 #include "builder.h"
 
 #include <fcntl.h>
-#include <poll.h>
-#include <pthread.h>
-#include <signal.h>
 #include <sys/eventfd.h>
-#include <sys/signalfd.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include <cstring>
 #include <memory>
-#include <optional>
 #include <vector>
 
 #include "pinless/base/log.h"
 #include "pinless/base/size.h"
-#include "pinless/base/sys.h"
 #include "pinless/vmm/boot/boot_params.h"
 #include "pinless/vmm/boot/kernel_loader.h"
-#include "pinless/vmm/io_bus.h"
 #include "pinless/vmm/kvm/boot_cpu.h"
-#include "pinless/vmm/kvm/kvm.h"
-#include "pinless/vmm/kvm/vcpu.h"
-#include "pinless/vmm/kvm/vcpu_loop.h"
-#include "pinless/vmm/kvm/vm.h"
-#include "pinless/vmm/kvm/vm_state.h"
 #include "pinless/vmm/layout.h"
-#include "pinless/vmm/memory/guest_memory.h"
-#include "builder_devices.h"
-#include "builder_vfio.h"
+#include "microvm.h"
 
 namespace pinless::vmm {
 namespace {
-
-// SIGINT/SIGTERM are blocked in every thread (vCPU threads inherit the mask) and read from a
-// signalfd by the main thread, so a Ctrl-C becomes an orderly stop instead of an abrupt exit.
-// Restores the previous mask when destroyed.
-class StopSignals {
- public:
-  StopSignals() {
-    sigset_t set;
-    sigemptyset(&set);
-    sigaddset(&set, SIGINT);
-    sigaddset(&set, SIGTERM);
-    error_ = pthread_sigmask(SIG_BLOCK, &set, &old_);
-    if (error_ == 0) {
-      fd_.reset(::signalfd(-1, &set, SFD_CLOEXEC));
-      if (!fd_.valid()) error_ = errno;
-    }
-  }
-  StopSignals(const StopSignals&) = delete;
-  ~StopSignals() {
-    if (error_ == 0 || fd_.valid()) pthread_sigmask(SIG_SETMASK, &old_, nullptr);
-  }
-  Status status() const { return error_ == 0 ? Status{} : fail("signalfd", error_, "SIGINT/SIGTERM"); }
-  int fd() const { return fd_.get(); }
-
- private:
-  sigset_t old_{};
-  int error_ = 0;
-  UniqueFd fd_;
-};
 
 Result<UniqueFd> open_serial_output(const VmConfig& config) {
   switch (config.serial) {
@@ -91,61 +47,30 @@ Result<UniqueFd> open_serial_output(const VmConfig& config) {
   return UniqueFd();
 }
 
-// Waits until the VM ends or a stop signal arrives.
-// The main thread's event loop while the guest runs: VM end (device or vCPU), stop signals,
-// and the I/O page fault queue of fault-driven DMA (level-triggered; served here, never on a
-// vCPU thread). A fault queue that fails ends the VM: its devices would wait forever.
-void wait_for_end(VmState& state, int signal_fd, VfioSetup& dma) {
-  pollfd fds[3] = {{state.wake_fd(), POLLIN, 0}, {signal_fd, POLLIN, 0}, {dma.fault_fd(), POLLIN, 0}};
-  const nfds_t nfds = dma.fault_fd() >= 0 ? 3 : 2;
-  while (!state.stopping()) {
-    int n = ::poll(fds, nfds, -1);
-    if (n < 0 && errno == EINTR) continue;
-    if (n < 0) {
-      state.fail(std::string("poll: ") + std::strerror(errno));
-      break;
-    }
-    if (fds[1].revents & POLLIN) {
-      signalfd_siginfo si{};
-      if (::read(signal_fd, &si, sizeof(si)) == sizeof(si)) state.interrupted(int(si.ssi_signo));
-    }
-    if (nfds == 3 && (fds[2].revents & (POLLIN | POLLERR | POLLHUP))) {
-      if (auto st = dma.on_fault_readable(); !st) state.fail("I/O page fault queue: " + st.error().message());
-    }
-  }
-}
-
 }  // namespace
 
-Result<int> build_and_run(const VmConfig& config, Timeline& timeline, Sys& sys) {
-  auto log = logger("vmm");
-
-  // Before any thread exists, so that every vCPU thread inherits the blocked stop signals;
-  // the kick handler must be in place before a vCPU can be kicked.
-  StopSignals stop_signals;
-  PINLESS_TRY_VOID(stop_signals.status());
-  install_vcpu_kick_handler();
-  // A console piped into a process that exits must not kill the VMM with SIGPIPE.
-  ::signal(SIGPIPE, SIG_IGN);
+Result<std::unique_ptr<MicroVm>> build_microvm(const VmConfig& config, Timeline& timeline, Sys& sys) {
+  // Owned from here: an early return destroys what exists so far, in reverse order.
+  std::unique_ptr<MicroVm> m(new MicroVm(config, timeline, sys));
 
   // KVM and the VM. Vm::create also sets the TSS/identity-map pages and creates the
   // irqchip and PIT: all of that must precede vCPU creation.
   auto vm_phase = timeline.phase("create_vm");
-  Kvm kvm = PINLESS_TRY(Kvm::open(sys));
+  const Kvm& kvm = m->kvm_.emplace(PINLESS_TRY(Kvm::open(sys)));
   if (config.cpus > kvm.max_vcpus()) {
     return fail("--cpus", EINVAL,
                 std::to_string(config.cpus) + " vCPUs, but this host's KVM allows " +
                     std::to_string(kvm.max_vcpus()),
                 "ask for at most " + std::to_string(kvm.max_vcpus()) + " vCPUs");
   }
-  Vm vm = PINLESS_TRY(Vm::create(kvm));
+  Vm& vm = m->vm_.emplace(PINLESS_TRY(Vm::create(kvm)));
   vm_phase.end();
 
   // Guest RAM, registered as one memslot per region before anything runs.
   auto mem_phase = timeline.phase("guest_memory", {{"size", format_size(config.memory.size)},
                                                    {"hugepages", config.memory.hugepages ? "on" : "off"},
                                                    {"thp", config.memory.thp ? "on" : "off"}});
-  GuestMemory memory = PINLESS_TRY(GuestMemory::create(sys, config.memory));
+  GuestMemory& memory = m->memory_.emplace(PINLESS_TRY(GuestMemory::create(sys, config.memory)));
   PINLESS_TRY_VOID(vm.map_guest_memory(memory));
   mem_phase.end();
   timeline.mark("memory_ready");
@@ -176,21 +101,21 @@ Result<int> build_and_run(const VmConfig& config, Timeline& timeline, Sys& sys) 
   PINLESS_TRY_VOID(boot_cpu::write_page_tables(memory));
   PINLESS_TRY_VOID(boot_cpu::write_gdt_idt(memory));
 
-  // Devices. The VmState's eventfd wakes this thread when a device or vCPU ends the VM.
+  // Devices. The VmState's eventfd wakes the event loop when a device or vCPU ends the VM.
   int wake = sys.eventfd(0, EFD_NONBLOCK);
   if (wake < 0) return fail("eventfd", -wake, "VM stop notification");
-  VmState state{UniqueFd(wake)};
-  IoBus bus;
-  UniqueFd serial_out = PINLESS_TRY(open_serial_output(config));
-  LegacyDevices devices = PINLESS_TRY(
-      LegacyDevices::create(vm, bus, state, timeline, serial_out.get(), config.cpus));
+  VmState& state = m->state_.emplace(UniqueFd(wake));
+  m->serial_out_ = PINLESS_TRY(open_serial_output(config));
+  LegacyDevices& devices = m->devices_.emplace(PINLESS_TRY(
+      LegacyDevices::create(vm, m->bus_, state, timeline, m->serial_out_.get(), config.cpus)));
   timeline.mark("devices_ready");
 
-  // VFIO passthrough (--device vfio,...): one DMA backend for the VM, devices reset, all guest
-  // RAM pinned at IOVA = GPA, BARs mapped -- before the first vCPU runs. Declared after the
-  // devices, so it is torn down first (devices released and reset, then pins unmapped).
-  std::unique_ptr<VfioSetup> vfio = PINLESS_TRY(VfioSetup::create(config, vm, memory, bus, timeline, sys));
-  PINLESS_TRY_VOID(vfio->attach(devices.pci_root()));
+  // VFIO passthrough (--device vfio,...): one DMA backend for the VM, devices reset, guest RAM
+  // made reachable for DMA per --ram-region, BARs mapped -- before the first vCPU runs.
+  // Declared after the devices, so it is torn down first (devices released and reset, then
+  // mappings and pins undone).
+  m->vfio_ = PINLESS_TRY(VfioSetup::create(config, vm, memory, m->bus_, timeline, sys));
+  PINLESS_TRY_VOID(m->vfio_->attach(devices.pci_root()));
   if (config.has_dma_devices()) timeline.mark("vfio_ready");
 
   // vCPUs: created after the irqchip (in-kernel LAPIC each); CPUID before MSRs (KVM checks
@@ -198,7 +123,6 @@ Result<int> build_and_run(const VmConfig& config, Timeline& timeline, Sys& sys) 
   // the others stay in KVM's wait-for-SIPI state until Linux starts them.
   auto vcpu_phase = timeline.phase("create_vcpus", {{"count", std::to_string(config.cpus)}});
   std::vector<kvm_cpuid_entry2> cpuid = PINLESS_TRY(kvm.supported_cpuid());
-  std::vector<std::unique_ptr<Vcpu>> vcpus;
   const auto msrs = boot_cpu::boot_msrs();
   for (uint32_t id = 0; id < config.cpus; ++id) {
     auto vcpu = std::make_unique<Vcpu>(PINLESS_TRY(Vcpu::create(kvm, vm, id)));
@@ -206,51 +130,10 @@ Result<int> build_and_run(const VmConfig& config, Timeline& timeline, Sys& sys) 
     PINLESS_TRY_VOID(vcpu->set_msrs(msrs));
     PINLESS_TRY_VOID(vcpu->setup_lints());
     if (id == 0) PINLESS_TRY_VOID(vcpu->setup_boot_cpu(kernel.entry, layout::kZeroPage));
-    vcpus.push_back(std::move(vcpu));
+    m->vcpus_.push_back(std::move(vcpu));
   }
   vcpu_phase.end();
-
-  // Run. `threads` is declared last so it is destroyed (vCPUs stopped and joined) before
-  // anything they use.
-  VcpuThreads threads;
-  for (auto& vcpu : vcpus) {
-    std::function<void()> first;
-    if (vcpu->id() == 0) first = [&timeline] { timeline.mark_once("first_kvm_run"); };
-    threads.start(*vcpu, bus, state, std::move(first));
-  }
-  log->info("guest started: {} vCPU(s), {} RAM", config.cpus, format_size(config.memory.size));
-  wait_for_end(state, stop_signals.fd(), *vfio);
-  if (state.outcome() != VmState::Outcome::kSignal && state.outcome() != VmState::Outcome::kFailed) {
-    timeline.mark("guest_shutdown");
-  }
-  threads.stop_all();
-  vfio->finish(timeline);
-
-  const int exit_status = state.exit_status(config.exit_status);
-  switch (state.outcome()) {
-    case VmState::Outcome::kPowerOff:
-      log->info("guest powered off (status {})", state.guest_status().value_or(0));
-      // --exit-status vmm: the guest's own value, in the one line docs/guest-abi.md promises.
-      if (exit_status == kExitGuestStatus && config.exit_status == ExitStatusMode::kVmm) {
-        std::fprintf(stderr, "pinless: guest exit status %d\n", int(*state.guest_status()));
-      }
-      break;
-    case VmState::Outcome::kReset:
-      std::fprintf(stderr, "pinless: guest reset (%s); exit status %d\n", state.cause().c_str(), exit_status);
-      break;
-    case VmState::Outcome::kCrash:
-      std::fprintf(stderr, "pinless: guest crashed (%s); exit status %d\n", state.cause().c_str(), exit_status);
-      break;
-    case VmState::Outcome::kSignal:
-      std::fprintf(stderr, "pinless: %s; VM stopped\n", state.cause().c_str());
-      break;
-    case VmState::Outcome::kFailed:
-      std::fprintf(stderr, "pinless: %s\n", state.cause().c_str());
-      break;
-    case VmState::Outcome::kRunning:
-      break;
-  }
-  return exit_status;
+  return m;
 }
 
 }  // namespace pinless::vmm

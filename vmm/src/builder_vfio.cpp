@@ -79,7 +79,7 @@ VfioSetup::~VfioSetup() = default;
 size_t VfioSetup::device_count() const { return impl_->devices.size(); }
 uint64_t VfioSetup::pinned_bytes() const { return impl_->backend ? impl_->backend->mapped_bytes() : 0; }
 int VfioSetup::fault_fd() const { return impl_->dma ? impl_->dma->fault_fd() : -1; }
-Status VfioSetup::on_fault_readable() { return impl_->dma ? impl_->dma->on_fault_readable() : Status{}; }
+Result<bool> VfioSetup::on_fault_readable() { return impl_->dma ? impl_->dma->on_fault_readable() : false; }
 
 void VfioSetup::finish(Timeline& timeline) {
   if (!impl_->dma) return;

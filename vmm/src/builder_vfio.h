@@ -39,9 +39,10 @@ class VfioSetup {
   [[nodiscard]] Status attach(pci::PciRoot& root);
   size_t device_count() const;
   uint64_t pinned_bytes() const;
-  // The I/O page fault queue for the main thread's event loop (-1: none), and its handler.
+  // The I/O page fault queue for the main thread's event loop (-1: none), and its handler:
+  // true when it stopped at its budget with work left (run it again; see EventLoop).
   int fault_fd() const;
-  [[nodiscard]] Status on_fault_readable();
+  [[nodiscard]] Result<bool> on_fault_readable();
   // After the vCPUs stopped: the DMA summary into the timeline ("dma") and the log.
   void finish(Timeline& timeline);
 

@@ -1,11 +1,11 @@
-// pinless: parse the command line, run the VM, report the timeline, exit with the status of
-// docs/guest-abi.md.
+// pinless: parse the command line, run the VM (run.h), report how it ended and the timeline,
+// exit with the status of docs/guest-abi.md.
 #include <cstdio>
 #include <fstream>
 #include <string>
 #include <vector>
 
-#include "builder.h"
+#include "run.h"
 #include "pinless/base/log.h"
 #include "pinless/vmm/check/host_check.h"
 #include "pinless/vmm/check/host_probe.h"
@@ -55,12 +55,15 @@ int main(int argc, char** argv) {
   set_log_level(config.log_level);
   timeline.mark("config_parsed");
 
-  auto status = build_and_run(config, timeline);
-  int exit_status = 1;
-  if (status) {
-    exit_status = *status;
+  auto run = run_microvm(config, timeline);
+  int exit_status = kExitFailed;
+  if (run) {
+    exit_status = run->exit_status;
+    if (std::string line = describe(*run, config.exit_status); !line.empty()) {
+      std::fprintf(stderr, "pinless: %s\n", line.c_str());
+    }
   } else {
-    std::fprintf(stderr, "pinless: %s\n", status.error().message().c_str());
+    std::fprintf(stderr, "pinless: %s\n", run.error().message().c_str());
   }
   timeline.mark("process_exit");
   emit_timeline(config, timeline);

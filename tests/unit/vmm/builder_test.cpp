@@ -12,7 +12,8 @@
 #include <sstream>
 #include <vector>
 
-#include "../../../vmm/src/builder.h"  // builder.h is private to vmm/src
+#include "../../../vmm/src/builder.h"  // builder.h and run.h are private to vmm/src
+#include "../../../vmm/src/run.h"
 #include "fakes/fake_sys.h"
 #include "pinless/vmm/layout.h"
 
@@ -120,9 +121,20 @@ TEST_CASE("builder boots a scripted guest to poweroff and exits with its status"
     run_base = static_cast<uint8_t*>(sys.mapping_of_size(8192));
     return 0;
   });
-  auto r = build_and_run(config, timeline, sys);
+  // Built, the VM is paused: vCPUs exist, none has run.
+  auto vm = build_microvm(config, timeline, sys);
+  REQUIRE_MESSAGE(vm.has_value(), vm.error().message());
+  CHECK(sys.count(KVM_CREATE_VCPU) == 1);
+  CHECK(sys.count(KVM_RUN) == 0);
+  CHECK_FALSE(timeline.find("first_kvm_run"));
+  vm->reset();
+  slots.clear();
+
+  auto r = run_microvm(config, timeline, sys);
   REQUIRE_MESSAGE(r.has_value(), r.error().message());
-  CHECK(*r == 5);
+  CHECK(r->exit_status == 5);
+  CHECK(r->outcome == VmState::Outcome::kPowerOff);
+  CHECK(describe(*r, ExitStatusMode::kGuest).empty());  // a poweroff needs no line
   CHECK(step == script.size());
   CHECK(regs.rip == 0x100200);
   CHECK(regs.rsi == 0x7000);
@@ -144,4 +156,21 @@ TEST_CASE("builder boots a scripted guest to poweroff and exits with its status"
   for (const char* e : {"memory_ready", "kernel_loaded", "devices_ready"}) CHECK_MESSAGE(timeline.find(e), e);
   ::unlink(config.kernel.c_str());
   ::unlink(config.serial_file.c_str());
+}
+
+TEST_CASE("describe: one line per way a VM ends, none for a plain poweroff") {
+  RunResult r;
+  r.outcome = VmState::Outcome::kReset;
+  r.cause = "triple fault";
+  r.exit_status = kExitReset;
+  CHECK(describe(r, ExitStatusMode::kGuest) == "guest reset (triple fault); exit status 2");
+  r.outcome = VmState::Outcome::kSignal;
+  r.cause = "SIGTERM";
+  CHECK(describe(r, ExitStatusMode::kGuest) == "SIGTERM; VM stopped");
+  r.outcome = VmState::Outcome::kPowerOff;
+  r.guest_status = 7;
+  r.exit_status = 7;
+  CHECK(describe(r, ExitStatusMode::kGuest).empty());
+  r.exit_status = kExitGuestStatus;
+  CHECK(describe(r, ExitStatusMode::kVmm) == "guest exit status 7");
 }

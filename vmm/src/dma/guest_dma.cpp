@@ -196,14 +196,14 @@ GuestDma::~GuestDma() {
 
 int GuestDma::fault_fd() const { return impl_->queue ? impl_->fault->fd.get() : -1; }
 
-Status GuestDma::on_fault_readable() {
+Result<bool> GuestDma::on_fault_readable() {
   Impl& m = *impl_;
-  if (!m.queue) return {};
+  if (!m.queue) return false;
   auto d = PINLESS_TRY(m.queue->on_readable());
   auto& s = m.served;
   s.reads += d.reads, s.records += d.records, s.groups += d.groups, s.invalid += d.invalid;
   s.maps += d.maps, s.unmaps += d.unmaps, s.refused += d.refused;
-  return {};
+  return d.more;
 }
 
 uint64_t GuestDma::pinned_bytes() const { return impl_->accounting.total(); }

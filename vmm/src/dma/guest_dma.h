@@ -65,10 +65,11 @@ class GuestDma {
   // Moves every device off our HWPTs (VFIO devices back onto the IOAS, mock devices home).
   // The owner calls it before closing its devices; idempotent (the destructor calls it too).
   void release_devices();
-  // The fault fd the event loop polls (level-triggered), or -1 without fault regions.
+  // The fault fd the event loop watches, or -1 without fault regions.
   int fault_fd() const;
-  // Serves what is queued (never blocks). An error means the fault fd itself failed.
-  Status on_fault_readable();
+  // Serves what is queued (never blocks); true when it stopped at its read budget with work
+  // possibly left (call again). An error means the fault fd itself failed.
+  Result<bool> on_fault_readable();
   uint64_t pinned_bytes() const;
   // The "dma" section of the timeline (docs/timeline.md).
   nlohmann::ordered_json summary() const;

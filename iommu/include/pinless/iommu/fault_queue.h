@@ -4,8 +4,9 @@
 // FaultEngine plan the batch, execute reclaim UNMAPs and coalesced MAPs through the
 // DmaBackend, then answer every group of the batch exactly once, in one write() of 8-byte
 // responses. A read that did not fill the buffer ends the call (the queue was drained, or the
-// next group did not fit the space left): readiness must be level-triggered (poll(), or epoll
-// without EPOLLET), so a fault fd that is still readable is simply reported again. This
+// next group did not fit the space left): readiness must be level-triggered, so a fault fd
+// that is still readable is simply reported again (pinless's EventLoop is, per wait; see
+// event_loop.h). After max_reads reads it returns with Drained::more set: call it again. This
 // saves the confirming empty read() per wakeup, a syscall per fault when faults come singly.
 // Borrows the fault fd (owned by IommufdFault), the engine and the backend; all must outlive
 // it. Event-loop thread only (never a vCPU thread).

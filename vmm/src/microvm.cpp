@@ -1,0 +1,59 @@
+#include "microvm.h"
+
+#include <unistd.h>
+
+#include <functional>
+
+#include "pinless/base/log.h"
+#include "pinless/base/size.h"
+
+namespace pinless::vmm {
+
+MicroVm::~MicroVm() { stop(); }
+
+Status MicroVm::start(EventLoop& loop) {
+  // The VM's end: whoever ends it (a device on a vCPU thread, a vCPU, a stop signal) writes
+  // the VmState eventfd; the loop drains it and stops.
+  VmState& state = *state_;
+  PINLESS_TRY_VOID(loop.add_fd(state.wake_fd(), "VM end eventfd", [this, &state, &loop] {
+    uint64_t v;
+    while (sys_.read(state.wake_fd(), &v, sizeof(v)) == sizeof(v)) {
+    }
+    if (state.stopping()) loop.stop();
+    return EventLoop::Next::kWait;
+  }));
+  // I/O page faults of fault-driven DMA: served on the loop, never on a vCPU thread. The queue
+  // stops after a read budget while work may remain (kAgain: no new edge would report it). A
+  // queue that fails ends the VM: its devices would wait for answers forever.
+  if (int fd = vfio_->fault_fd(); fd >= 0) {
+    PINLESS_TRY_VOID(loop.add_fd(fd, "iommufd fault queue", [this, &state] {
+      auto more = vfio_->on_fault_readable();
+      if (!more) {
+        state.fail("I/O page fault queue: " + more.error().message());
+        return EventLoop::Next::kWait;
+      }
+      return *more ? EventLoop::Next::kAgain : EventLoop::Next::kWait;
+    }));
+  }
+  for (auto& vcpu : vcpus_) {
+    std::function<void()> first;
+    if (vcpu->id() == 0) first = [this] { timeline_.mark_once("first_kvm_run"); };
+    threads_.start(*vcpu, bus_, state, std::move(first));
+  }
+  logger("vmm")->info("guest started: {} vCPU(s), {} RAM", config_.cpus, format_size(config_.memory.size));
+  return {};
+}
+
+void MicroVm::stop() {
+  if (state_ && state_->outcome() != VmState::Outcome::kSignal &&
+      state_->outcome() != VmState::Outcome::kFailed && state_->outcome() != VmState::Outcome::kRunning) {
+    timeline_.mark_once("guest_shutdown");
+  }
+  threads_.stop_all();
+}
+
+void MicroVm::finish() {
+  if (vfio_) vfio_->finish(timeline_);
+}
+
+}  // namespace pinless::vmm

@@ -1,0 +1,81 @@
+// MicroVm: a built VM, paused. The builder (builder.cpp) assembles it: the KVM VM, guest RAM
+// with the kernel, initrd and boot tables loaded, the legacy devices and the PCI root on the
+// buses, the VFIO devices with their DMA domain (pins made, fault regions ready), and the
+// vCPUs created with their boot state. Nothing runs until start().
+// start() registers the VM's event sources (VM end, I/O page faults) with the caller's event
+// loop and starts one thread per vCPU; when the VM ends (guest poweroff/reset/crash, a stop
+// signal reported through state(), a failure) it stops that loop. stop() stops and joins the
+// vCPUs; finish() writes what the VM did (the DMA summary) into the timeline.
+// Owns everything it holds; members are declared in build order and destroyed in reverse:
+// vCPU threads joined, VFIO devices released and reset, DMA mappings and pins undone, legacy
+// devices, guest RAM, the VM, KVM. Borrows the Timeline and the Sys (both outlive it).
+// Main thread only (the devices it owns run on vCPU threads, as their classes document).
+#pragma once
+
+#include <memory>
+#include <optional>
+#include <vector>
+
+#include "pinless/base/fd.h"
+#include "pinless/base/result.h"
+#include "pinless/base/sys.h"
+#include "pinless/vmm/cli/config.h"
+#include "pinless/vmm/event_loop.h"
+#include "pinless/vmm/io_bus.h"
+#include "pinless/vmm/kvm/kvm.h"
+#include "pinless/vmm/kvm/vcpu.h"
+#include "pinless/vmm/kvm/vcpu_loop.h"
+#include "pinless/vmm/kvm/vm.h"
+#include "pinless/vmm/kvm/vm_state.h"
+#include "pinless/vmm/memory/guest_memory.h"
+#include "pinless/vmm/timeline/timeline.h"
+#include "builder_devices.h"
+#include "builder_vfio.h"
+
+namespace pinless::vmm {
+
+class MicroVm;
+
+// Builds the VM described by `config` and returns it paused (builder.cpp). An error means
+// pinless could not build it; everything built so far has been released.
+[[nodiscard]] Result<std::unique_ptr<MicroVm>> build_microvm(const VmConfig& config, Timeline& timeline, Sys& sys);
+
+class MicroVm {
+ public:
+  MicroVm(const MicroVm&) = delete;
+  MicroVm& operator=(const MicroVm&) = delete;
+  ~MicroVm();
+
+  // Registers the VM's event sources with `loop` and starts the vCPUs. `loop` must outlive
+  // the vCPU threads (call stop() before destroying it).
+  [[nodiscard]] Status start(EventLoop& loop);
+  // Stops the VM if it is still running, kicks the vCPUs out of KVM_RUN and joins them.
+  // Idempotent.
+  void stop();
+  // After stop(): the "dma" timeline section and its log line.
+  void finish();
+
+  VmState& state() { return *state_; }
+
+ private:
+  friend Result<std::unique_ptr<MicroVm>> build_microvm(const VmConfig&, Timeline&, Sys&);
+  MicroVm(const VmConfig& config, Timeline& timeline, Sys& sys)
+      : config_(config), timeline_(timeline), sys_(sys) {}
+
+  const VmConfig config_;
+  Timeline& timeline_;
+  Sys& sys_;
+  std::optional<Kvm> kvm_;
+  std::optional<Vm> vm_;
+  std::optional<GuestMemory> memory_;
+  std::optional<VmState> state_;
+  IoBus bus_;
+  UniqueFd serial_out_;
+  std::optional<LegacyDevices> devices_;
+  std::unique_ptr<VfioSetup> vfio_;
+  std::vector<std::unique_ptr<Vcpu>> vcpus_;
+  // Last: destroyed (vCPUs stopped and joined) before anything they use.
+  VcpuThreads threads_;
+};
+
+}  // namespace pinless::vmm
