@@ -11,7 +11,7 @@
  * destroy. All ioctl command numbers are listed.
  *
  * VFIO cdev ioctls (BIND_IOMMUFD, ATTACH/DETACH_IOMMUFD_PT, kernel >= 6.6)
- * are added when <linux/vfio.h> lacks them.
+ * come from uapi/vfio_cdev.h, included below.
  *
  * The static asserts at the end check sizes and key offsets either way, so a
  * system header with a different layout fails the build instead of the ioctl.
@@ -345,42 +345,7 @@ struct iommu_fault_alloc {
 
 #endif /* own iommufd definitions */
 
-/*
- * VFIO device cdev (/dev/vfio/devices/vfioN) <-> iommufd, Linux >= 6.6.
- * bookworm's <linux/vfio.h> (6.1) has none of these.
- */
-#ifndef VFIO_DEVICE_BIND_IOMMUFD
-struct vfio_device_bind_iommufd {
-	__u32 argsz;
-	__u32 flags;
-#define VFIO_DEVICE_BIND_FLAG_TOKEN (1 << 0)
-	__s32 iommufd;
-	__u32 out_devid;
-	__aligned_u64 token_uuid_ptr; /* with VFIO_DEVICE_BIND_FLAG_TOKEN (>= 6.17) */
-};
-#define VFIO_DEVICE_BIND_IOMMUFD _IO(VFIO_TYPE, VFIO_BASE + 18)
-#endif
-
-#ifndef VFIO_DEVICE_ATTACH_IOMMUFD_PT
-struct vfio_device_attach_iommufd_pt {
-	__u32 argsz;
-	__u32 flags;
-#define VFIO_DEVICE_ATTACH_PASID (1 << 0)
-	__u32 pt_id; /* in: IOAS or HWPT; out: the attached HWPT */
-	__u32 pasid; /* with VFIO_DEVICE_ATTACH_PASID (>= 6.13) */
-};
-#define VFIO_DEVICE_ATTACH_IOMMUFD_PT _IO(VFIO_TYPE, VFIO_BASE + 19)
-#endif
-
-#ifndef VFIO_DEVICE_DETACH_IOMMUFD_PT
-struct vfio_device_detach_iommufd_pt {
-	__u32 argsz;
-	__u32 flags;
-#define VFIO_DEVICE_DETACH_PASID (1 << 0)
-	__u32 pasid; /* with VFIO_DEVICE_DETACH_PASID (>= 6.13) */
-};
-#define VFIO_DEVICE_DETACH_IOMMUFD_PT _IO(VFIO_TYPE, VFIO_BASE + 20)
-#endif
+#include "pinless/iommu/uapi/vfio_cdev.h"
 
 /* Layout checks (x86_64 values from the 7.2 uapi headers). */
 #ifdef __cplusplus
@@ -402,9 +367,6 @@ PINLESS_UAPI_ASSERT(IOMMU_HWPT_ALLOC == 0x3b89);
 PINLESS_UAPI_ASSERT(IOMMU_GET_HW_INFO == 0x3b8a);
 PINLESS_UAPI_ASSERT(IOMMU_FAULT_QUEUE_ALLOC == 0x3b8e);
 PINLESS_UAPI_ASSERT(IOMMU_IOAS_MAP_FILE == 0x3b8f);
-PINLESS_UAPI_ASSERT(VFIO_DEVICE_BIND_IOMMUFD == 0x3b76);
-PINLESS_UAPI_ASSERT(VFIO_DEVICE_ATTACH_IOMMUFD_PT == 0x3b77);
-PINLESS_UAPI_ASSERT(VFIO_DEVICE_DETACH_IOMMUFD_PT == 0x3b78);
 
 PINLESS_UAPI_ASSERT(sizeof(struct iommu_destroy) == 8);
 PINLESS_UAPI_ASSERT(sizeof(struct iommu_ioas_alloc) == 12);
@@ -461,18 +423,5 @@ PINLESS_UAPI_ASSERT(sizeof(struct iommu_fault_alloc) == 16);
 PINLESS_UAPI_ASSERT(offsetof(struct iommu_fault_alloc, out_fault_id) == 8);
 PINLESS_UAPI_ASSERT(offsetof(struct iommu_fault_alloc, out_fault_fd) == 12);
 
-/* VFIO cdev structs grew over time (token_uuid_ptr, pasid): check the common
- * prefix, and the full 7.2 size when we defined them ourselves. */
-PINLESS_UAPI_ASSERT(offsetof(struct vfio_device_bind_iommufd, iommufd) == 8);
-PINLESS_UAPI_ASSERT(offsetof(struct vfio_device_bind_iommufd, out_devid) == 12);
-PINLESS_UAPI_ASSERT(sizeof(struct vfio_device_bind_iommufd) >= 16);
-PINLESS_UAPI_ASSERT(offsetof(struct vfio_device_attach_iommufd_pt, pt_id) == 8);
-PINLESS_UAPI_ASSERT(sizeof(struct vfio_device_attach_iommufd_pt) >= 12);
-PINLESS_UAPI_ASSERT(sizeof(struct vfio_device_detach_iommufd_pt) >= 8);
-#if !PINLESS_IOMMUFD_SYSTEM_HEADER && LINUX_VERSION_CODE < KERNEL_VERSION(6, 6, 0)
-PINLESS_UAPI_ASSERT(sizeof(struct vfio_device_bind_iommufd) == 24);
-PINLESS_UAPI_ASSERT(sizeof(struct vfio_device_attach_iommufd_pt) == 16);
-PINLESS_UAPI_ASSERT(sizeof(struct vfio_device_detach_iommufd_pt) == 12);
-#endif
 
 #endif /* PINLESS_IOMMU_UAPI_IOMMUFD_H */
