@@ -179,7 +179,7 @@ Result<int> build_and_run(const VmConfig& config, Timeline& timeline, Sys& sys) 
   // Devices. The VmState's eventfd wakes this thread when a device or vCPU ends the VM.
   int wake = sys.eventfd(0, EFD_NONBLOCK);
   if (wake < 0) return fail("eventfd", -wake, "VM stop notification");
-  VmState state{UniqueFd(wake)};
+  VmState state{UniqueFd(sys, wake)};
   IoBus bus;
   UniqueFd serial_out = PINLESS_TRY(open_serial_output(config));
   LegacyDevices devices = PINLESS_TRY(
