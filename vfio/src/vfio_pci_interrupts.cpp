@@ -15,7 +15,7 @@ Status VfioPciDevice::setup_vectors() {
       int fd = sys_.eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
       if (fd < 0) return fail("eventfd", -fd, fmt::format("vector {}", v));
       Vector vec;
-      vec.event = iommu::SysFd(sys_, fd);
+      vec.event = UniqueFd(sys_, fd);
       vec.gsi = PINLESS_TRY(env_.router->allocate_gsi());
       out.push_back(std::move(vec));
       PINLESS_TRY_VOID(env_.router->attach_irqfd(out.back().gsi, fd));
