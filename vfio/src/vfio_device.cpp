@@ -90,7 +90,10 @@ VfioDevice::~VfioDevice() {
   if (!fd_.valid()) return;
   // Leave the device quiet for whoever opens it next: no interrupts, reset if possible.
   for (const auto& irq : irqs_) {
-    if (irq.index <= kMsixIrq && irq.count > 0) (void)disable_irqs(irq.index);
+    if (irq.index > kMsixIrq || irq.count == 0) continue;
+    if (auto s = disable_irqs(irq.index); !s) {
+      logger("vfio")->warn("{}: disabling interrupts at teardown failed: {}", name_, s.error().message());
+    }
   }
   if (auto s = reset(); !s) logger("vfio")->warn("{}: reset at teardown failed: {}", name_, s.error().message());
 }
