@@ -153,7 +153,7 @@ TEST_CASE("cli: --device vfio is repeatable and keeps the order") {
   REQUIRE(r.config.vfio_devices.size() == 2);
   CHECK(r.config.vfio_devices[0].host == "0000:00:03.0");
   CHECK(r.config.vfio_devices[1].path == "/dev/vfio/devices/vfio1");
-  CHECK(r.config.iommu_backend == "auto");
+  CHECK(r.config.iommu_backend == iommu::BackendChoice::kAuto);
   CHECK(r.config.iommufd_fd == -1);
 }
 
@@ -175,12 +175,15 @@ TEST_CASE("cli: --iommu-backend and --iommufd-fd") {
   TempFile k;
   auto r = parse({"run", "--kernel", k.path, "--iommu-backend", "type1"});
   REQUIRE(r.action == Action::kRun);
-  CHECK(r.config.iommu_backend == "type1");
+  CHECK(r.config.iommu_backend == iommu::BackendChoice::kType1);
   auto f = parse({"run", "--kernel", k.path, "--iommufd-fd", "9"});
   REQUIRE(f.action == Action::kRun);
   CHECK(f.config.iommufd_fd == 9);
-  CHECK(f.config.iommu_backend == "iommufd");
-  CHECK(parse({"run", "--kernel", k.path, "--iommu-backend", "vfio"}).action == Action::kError);
+  CHECK(f.config.iommu_backend == iommu::BackendChoice::kIommufd);
+  CHECK(parse({"run", "--kernel", k.path, "--iommu-backend", "iommufd"}).config.iommu_backend ==
+        iommu::BackendChoice::kIommufd);
+  CHECK(error_of({"run", "--kernel", k.path, "--iommu-backend", "vfio"}) ==
+        "run: --iommu-backend: vfio not in {auto,iommufd,type1}");
   CHECK(error_of({"run", "--kernel", k.path, "--iommufd-fd", "9", "--iommu-backend", "type1"}).find("exclude") !=
         std::string::npos);
   CHECK(error_of({"run", "--kernel", k.path, "--iommufd-fd", "-3"}).find("file descriptor") != std::string::npos);

@@ -152,11 +152,15 @@ CliResult parse_cli(const std::vector<std::string>& args, const HostLimits& host
                   "mock,idev=I,stdev=S,home=H, an IOMMUFD_TEST mock device on the --iommufd-fd")
       ->expected(1)
       ->take_all();
+  // Parsed here, once, into the enum: IsMember rejects an unknown name (its message lists the
+  // names), then Transformer maps the name to the enum's number, which CLI11 stores.
+  const auto& backends = iommu::backend_choice_names();
   run->add_option("--iommu-backend", cfg.iommu_backend,
                   "host DMA API for --device: auto (iommufd when available, else VFIO type1), "
                   "iommufd or type1")
       ->default_str("auto")
-      ->check(CLI::IsMember({"auto", "iommufd", "type1"}));
+      ->transform(CLI::Transformer(backends).description(""))
+      ->transform(CLI::IsMember(backends));  // transform() prepends: this one runs first
   int64_t iommufd_fd = -1;
   auto* iommufd_opt = run->add_option("--iommufd-fd", iommufd_fd,
                                       "use this already open iommufd (passed in by a manager); implies "
@@ -273,11 +277,11 @@ CliResult parse_cli(const std::vector<std::string>& args, const HostLimits& host
     if (iommufd_fd < 0 || iommufd_fd > 1 << 20) {
       return error("--iommufd-fd " + std::to_string(iommufd_fd) + ": give an open file descriptor number");
     }
-    if (cfg.iommu_backend == "type1") {
+    if (cfg.iommu_backend == iommu::BackendChoice::kType1) {
       return error("--iommufd-fd and --iommu-backend=type1 exclude each other; drop one");
     }
     cfg.iommufd_fd = int(iommufd_fd);
-    cfg.iommu_backend = "iommufd";
+    cfg.iommu_backend = iommu::BackendChoice::kIommufd;
   }
   if (!cfg.dma.mocks.empty()) {
     if (cfg.iommufd_fd < 0) {

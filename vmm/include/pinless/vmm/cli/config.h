@@ -8,6 +8,7 @@
 #include <vector>
 
 #include "pinless/base/types.h"
+#include "pinless/iommu/backend_select.h"
 #include "pinless/vmm/cli/dma_config.h"
 #include "pinless/vmm/kvm/vm_state.h"
 #include "pinless/vmm/memory/guest_memory.h"
@@ -39,9 +40,9 @@ struct VmConfig {
     std::string path;  // /dev/vfio/devices/vfioN, or empty
   };
   std::vector<VfioDevice> vfio_devices;
-  std::string iommu_backend = "auto";  // auto | iommufd | type1
-  int iommufd_fd = -1;                 // --iommufd-fd N: an iommufd passed in by a manager
-  DmaConfig dma;                       // --ram-region, --dma-fallback, --pin-limit, --device mock
+  iommu::BackendChoice iommu_backend = iommu::BackendChoice::kAuto;  // --iommu-backend
+  int iommufd_fd = -1;  // --iommufd-fd N: an iommufd passed in by a manager
+  DmaConfig dma;        // --ram-region, --dma-fallback, --pin-limit, --device mock
   // Whether any device does DMA into guest RAM (VFIO or mock).
   bool has_dma_devices() const { return !vfio_devices.empty() || !dma.mocks.empty(); }
 };
