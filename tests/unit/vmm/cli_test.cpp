@@ -202,3 +202,21 @@ TEST_CASE("cli: check, with and without --json") {
   CHECK(r.action == Action::kHelp);
   CHECK(r.text.find("--json") != std::string::npos);
 }
+
+TEST_CASE("cli: the option parsers return a Status whose message is the printed line") {
+  MemoryConfig m{};
+  REQUIRE(parse_memory_option("size=1G,thp=on", kHost, &m));
+  CHECK(m.size == kGiB);
+  CHECK(m.thp);
+  auto bad = parse_memory_option("size=1G,thp=maybe", kHost, &m);
+  REQUIRE_FALSE(bad);
+  CHECK(bad.error().message() == "--memory: thp=maybe is not on or off; write thp=on");
+  CHECK((m.size == kGiB && m.thp));  // *out untouched on failure
+  TempFile k;
+  CHECK(error_of({"run", "--kernel", k.path, "--memory", "size=1G,thp=maybe"}) == bad.error().message());
+  VmConfig cfg;
+  REQUIRE(parse_device_option("vfio,host=00:03.0", &cfg));
+  auto twice = parse_device_option("vfio,host=0000:00:03.0", &cfg);
+  REQUIRE_FALSE(twice);
+  CHECK(twice.error().message() == "--device vfio,host=0000:00:03.0: the same device is given twice");
+}

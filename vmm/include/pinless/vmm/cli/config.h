@@ -7,6 +7,7 @@
 #include <string>
 #include <vector>
 
+#include "pinless/base/result.h"
 #include "pinless/base/types.h"
 #include "pinless/iommu/backend_select.h"
 #include "pinless/vmm/cli/dma_config.h"
@@ -65,10 +66,10 @@ struct CliResult {
 CliResult parse_cli(const std::vector<std::string>& args, const HostLimits& host);
 
 // Parses the value of --memory ("size=S[,hugepages=on|off][,thp=on|off]" or just "S").
-// Returns an empty string on success, else the error line.
-std::string parse_memory_option(const std::string& value, const HostLimits& host, MemoryConfig* out);
+// On failure the error's message() is the one line to print; *out is untouched.
+[[nodiscard]] Status parse_memory_option(const std::string& value, const HostLimits& host, MemoryConfig* out);
 // Parses the value of --device ("vfio,host=DDDD:BB:DD.F" or "vfio,path=/dev/vfio/devices/vfioN").
-// Returns an empty string on success, else the error line.
-std::string parse_device_option(const std::string& value, VmConfig* out);
+// On failure the error's message() is the one line to print.
+[[nodiscard]] Status parse_device_option(const std::string& value, VmConfig* out);
 
 }  // namespace pinless::vmm
