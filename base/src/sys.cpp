@@ -40,7 +40,7 @@ Sys& linux_sys() {
 Result<UniqueFd> sys_open(Sys& sys, const char* path, int flags, const char* what) {
   int fd = sys.open(path, flags, 0);
   if (fd < 0) return fail(what != nullptr ? what : "open", -fd, path);
-  return UniqueFd(fd);
+  return UniqueFd(sys, fd);
 }
 
 Result<int> sys_ioctl(Sys& sys, int fd, unsigned long request, void* arg, const char* name) {

@@ -5,10 +5,14 @@
 
 namespace pinless::iommu {
 
+const std::map<std::string, BackendChoice>& backend_choice_names() {
+  static const std::map<std::string, BackendChoice> names{
+      {"auto", BackendChoice::kAuto}, {"iommufd", BackendChoice::kIommufd}, {"type1", BackendChoice::kType1}};
+  return names;
+}
+
 Result<BackendChoice> parse_backend_choice(const std::string& text) {
-  if (text == "auto") return BackendChoice::kAuto;
-  if (text == "iommufd") return BackendChoice::kIommufd;
-  if (text == "type1") return BackendChoice::kType1;
+  if (auto it = backend_choice_names().find(text); it != backend_choice_names().end()) return it->second;
   return fail("--iommu-backend", EINVAL, text, "expected auto, iommufd or type1");
 }
 

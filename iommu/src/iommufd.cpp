@@ -25,12 +25,12 @@ void IommufdObject::reset() {
 Result<std::unique_ptr<Iommufd>> Iommufd::open(Sys& sys) {
   int fd = sys.open("/dev/iommu", O_RDWR, 0);
   if (fd < 0) return std::unexpected(open_dev_iommu_error(-fd));
-  return std::unique_ptr<Iommufd>(new Iommufd(sys, SysFd(sys, fd)));
+  return std::unique_ptr<Iommufd>(new Iommufd(sys, UniqueFd(sys, fd)));
 }
 
 Result<std::unique_ptr<Iommufd>> Iommufd::adopt(Sys& sys, int fd) {
   if (fd < 0) return fail("--iommufd-fd", EBADF, fmt::format("fd {}", fd));
-  std::unique_ptr<Iommufd> ctx(new Iommufd(sys, SysFd(sys, fd)));
+  std::unique_ptr<Iommufd> ctx(new Iommufd(sys, UniqueFd(sys, fd)));
   auto mode = ctx->rlimit_mode();
   if (!mode) {
     return std::unexpected(std::move(mode.error())
@@ -66,7 +66,7 @@ Result<IommufdFault> Iommufd::fault_queue_alloc() {
   if (int r = sys_.ioctl(fd(), IOMMU_FAULT_QUEUE_ALLOC, &a); r < 0) return fail("IOMMU_FAULT_QUEUE_ALLOC", -r);
   IommufdFault f;
   f.object = IommufdObject(sys_, fd(), a.out_fault_id);
-  f.fd = SysFd(sys_, static_cast<int>(a.out_fault_fd));
+  f.fd = UniqueFd(sys_, static_cast<int>(a.out_fault_fd));
   return f;
 }
 

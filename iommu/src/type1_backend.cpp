@@ -25,7 +25,7 @@ std::vector<std::string> sysfs_group_devices(int group) {
 Result<std::unique_ptr<Type1Backend>> Type1Backend::open(Sys& sys, GroupDevicesFn group_devices) {
   int fd = sys.open("/dev/vfio/vfio", O_RDWR, 0);
   if (fd < 0) return std::unexpected(open_vfio_container_error(-fd));
-  SysFd container(sys, fd);
+  UniqueFd container(sys, fd);
 
   int version = sys.ioctl_int(fd, VFIO_GET_API_VERSION, 0);
   if (version < 0) return fail("VFIO_GET_API_VERSION", -version, "/dev/vfio/vfio");
@@ -56,7 +56,7 @@ Result<int> Type1Backend::add_group(int group) {
     if (-fd == EBUSY) return std::unexpected(std::move(e).with_hint("the group is in use by another process"));
     return std::unexpected(std::move(e));
   }
-  SysFd gfd(sys_, fd);
+  UniqueFd gfd(sys_, fd);
 
   vfio_group_status status{.argsz = sizeof(vfio_group_status), .flags = 0};
   if (int r = sys_.ioctl(fd, VFIO_GROUP_GET_STATUS, &status); r < 0) return fail("VFIO_GROUP_GET_STATUS", -r, path);

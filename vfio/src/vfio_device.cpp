@@ -36,7 +36,7 @@ Result<std::unique_ptr<VfioDevice>> VfioDevice::open_cdev(Sys& sys, const std::s
                                                           iommu::IommufdBackend& ioas, const std::string& name) {
   int fd = sys.open(cdev_path.c_str(), O_RDWR | O_CLOEXEC);
   if (fd < 0) return std::unexpected(open_error(-fd, cdev_path, name));
-  std::unique_ptr<VfioDevice> dev(new VfioDevice(sys, iommu::SysFd(sys, fd), name, -1));
+  std::unique_ptr<VfioDevice> dev(new VfioDevice(sys, UniqueFd(sys, fd), name, -1));
 
   vfio_device_bind_iommufd bind{};
   bind.argsz = sizeof(bind);
@@ -81,7 +81,7 @@ Result<std::unique_ptr<VfioDevice>> VfioDevice::open_group(Sys& sys, iommu::Type
     Error e("VFIO_GROUP_GET_DEVICE_FD", -fd, fmt::format("{} in group {}", bdf, group));
     return std::unexpected(-fd == EBUSY ? explain_busy(std::move(e), bdf) : std::move(e));
   }
-  std::unique_ptr<VfioDevice> dev(new VfioDevice(sys, iommu::SysFd(sys, fd), bdf, group_fd));
+  std::unique_ptr<VfioDevice> dev(new VfioDevice(sys, UniqueFd(sys, fd), bdf, group_fd));
   PINLESS_TRY_VOID(dev->query());
   return dev;
 }
@@ -90,7 +90,10 @@ VfioDevice::~VfioDevice() {
   if (!fd_.valid()) return;
   // Leave the device quiet for whoever opens it next: no interrupts, reset if possible.
   for (const auto& irq : irqs_) {
-    if (irq.index <= kMsixIrq && irq.count > 0) (void)disable_irqs(irq.index);
+    if (irq.index > kMsixIrq || irq.count == 0) continue;
+    if (auto s = disable_irqs(irq.index); !s) {
+      logger("vfio")->warn("{}: disabling interrupts at teardown failed: {}", name_, s.error().message());
+    }
   }
   if (auto s = reset(); !s) logger("vfio")->warn("{}: reset at teardown failed: {}", name_, s.error().message());
 }
@@ -213,7 +216,7 @@ Status VfioDevice::config_read_all(std::span<uint8_t> out) {
   return region_read(kConfigRegion, 0, out.first(n));
 }
 
-Result<SysMapping> VfioDevice::map_region(uint32_t index, uint64_t offset, uint64_t size) {
+Result<MappedMemory> VfioDevice::map_region(uint32_t index, uint64_t offset, uint64_t size) {
   const RegionInfo* r = region(index);
   if (r == nullptr || !r->mmappable() || offset > r->size || size > r->size - offset || size == 0) {
     return fail("mmap", EINVAL, fmt::format("{} region {} [{:#x}, +{:#x})", name_, index, offset, size));
@@ -221,7 +224,7 @@ Result<SysMapping> VfioDevice::map_region(uint32_t index, uint64_t offset, uint6
   int err = 0;
   void* p = sys_.mmap(nullptr, size, PROT_READ | PROT_WRITE, MAP_SHARED, fd_.get(), off_t(r->offset + offset), &err);
   if (p == MAP_FAILED) return fail("mmap", err, fmt::format("{} region {} offset {:#x}", name_, index, offset));
-  return SysMapping(sys_, p, size);
+  return MappedMemory(sys_, p, size);
 }
 
 Status VfioDevice::set_irq_eventfds(uint32_t index, uint32_t start, std::span<const int> fds) {
@@ -262,7 +265,7 @@ Result<KvmVfio> KvmVfio::create(Sys& sys, int vm_fd) {
   if (int r = sys.ioctl(vm_fd, KVM_CREATE_DEVICE, &cd); r < 0) {
     return fail("KVM_CREATE_DEVICE", -r, "KVM VFIO device");
   }
-  return KvmVfio(iommu::SysFd(sys, int(cd.fd)));
+  return KvmVfio(sys, UniqueFd(sys, int(cd.fd)));
 }
 
 Status KvmVfio::add_file(int fd) {
@@ -271,7 +274,7 @@ Status KvmVfio::add_file(int fd) {
   attr.group = KVM_DEV_VFIO_GROUP;      // == KVM_DEV_VFIO_FILE on >= 6.6
   attr.attr = KVM_DEV_VFIO_GROUP_ADD;   // == KVM_DEV_VFIO_FILE_ADD
   attr.addr = reinterpret_cast<uint64_t>(&file);
-  if (int r = fd_.sys()->ioctl(fd_.get(), KVM_SET_DEVICE_ATTR, &attr); r < 0) {
+  if (int r = sys_->ioctl(fd_.get(), KVM_SET_DEVICE_ATTR, &attr); r < 0) {
     Error e("KVM_SET_DEVICE_ATTR", -r, "KVM_DEV_VFIO_FILE_ADD");
     if (-r == EBADF || -r == EINVAL) {
       return std::unexpected(std::move(e).with_hint("the host kernel is older than 6.6 and accepts VFIO group fds only: "
@@ -288,7 +291,7 @@ Status KvmVfio::remove_file(int fd) {
   attr.group = KVM_DEV_VFIO_GROUP;
   attr.attr = KVM_DEV_VFIO_GROUP_DEL;
   attr.addr = reinterpret_cast<uint64_t>(&file);
-  if (int r = fd_.sys()->ioctl(fd_.get(), KVM_SET_DEVICE_ATTR, &attr); r < 0) {
+  if (int r = sys_->ioctl(fd_.get(), KVM_SET_DEVICE_ATTR, &attr); r < 0) {
     return fail("KVM_SET_DEVICE_ATTR", -r, "KVM_DEV_VFIO_FILE_DEL");
   }
   return {};

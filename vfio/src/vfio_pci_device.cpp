@@ -185,12 +185,19 @@ void VfioPciDevice::shutdown() {
     rom_at_.reset();
     shut_ = true;
   }
-  if (dev_ && msi_on_) (void)dev_->disable_irqs(kMsiIrq);
-  if (dev_ && msix_on_) (void)dev_->disable_irqs(kMsixIrq);
+  // Teardown goes on whatever fails (the device is reset and closed next); failures are logged.
+  for (auto [on, index] : {std::pair{msi_on_, kMsiIrq}, std::pair{msix_on_, kMsixIrq}}) {
+    if (!dev_ || !on) continue;
+    if (auto s = dev_->disable_irqs(index); !s) logger("vfio")->warn("{}: shutdown: {}", name_, s.error().message());
+  }
   msi_on_ = msix_on_ = false;
   if (env_.router != nullptr) {
     for (auto* set : {&msi_vectors_, &msix_vectors_}) {
-      for (auto& v : *set) (void)env_.router->release_gsi(v.gsi);
+      for (auto& v : *set) {
+        if (auto s = env_.router->release_gsi(v.gsi); !s) {
+          logger("vfio")->warn("{}: shutdown: {}", name_, s.error().message());
+        }
+      }
     }
   }
   msix_.reset();

@@ -15,7 +15,7 @@ Status VfioPciDevice::setup_vectors() {
       int fd = sys_.eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
       if (fd < 0) return fail("eventfd", -fd, fmt::format("vector {}", v));
       Vector vec;
-      vec.event = iommu::SysFd(sys_, fd);
+      vec.event = UniqueFd(sys_, fd);
       vec.gsi = PINLESS_TRY(env_.router->allocate_gsi());
       out.push_back(std::move(vec));
       PINLESS_TRY_VOID(env_.router->attach_irqfd(out.back().gsi, fd));
@@ -61,6 +61,7 @@ void VfioPciDevice::sync_msi() {
   if (enabled && (!msi_on_ || want != msi_nvec_)) {
     std::vector<int> fds;
     for (uint32_t v = 0; v < want; ++v) fds.push_back(msi_vectors_[v].event.get());
+    // A failed disable shows up as a failed enable just below, which is logged.
     if (msi_on_ && want != msi_nvec_) (void)dev_->disable_irqs(kMsiIrq);
     if (auto s = dev_->set_irq_eventfds(kMsiIrq, 0, fds); !s) {
       if (warn_.allow()) logger("vfio")->warn("{}: enabling MSI: {}", name_, s.error().message());
@@ -69,7 +70,9 @@ void VfioPciDevice::sync_msi() {
     msi_on_ = true;
     msi_nvec_ = want;
   } else if (!enabled && msi_on_) {
-    (void)dev_->disable_irqs(kMsiIrq);
+    if (auto s = dev_->disable_irqs(kMsiIrq); !s && warn_.allow()) {
+      logger("vfio")->warn("{}: disabling MSI: {}", name_, s.error().message());
+    }
     msi_on_ = false;
   }
 }
@@ -88,7 +91,9 @@ void VfioPciDevice::sync_msix_control() {
     }
     msix_on_ = true;
   } else if (!enabled && msix_on_) {
-    (void)dev_->disable_irqs(kMsixIrq);
+    if (auto s = dev_->disable_irqs(kMsixIrq); !s && warn_.allow()) {
+      logger("vfio")->warn("{}: disabling MSI-X: {}", name_, s.error().message());
+    }
     msix_on_ = false;
   }
 }

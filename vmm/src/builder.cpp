@@ -104,7 +104,7 @@ Result<std::unique_ptr<MicroVm>> build_microvm(const VmConfig& config, Timeline&
   // Devices. The VmState's eventfd wakes the event loop when a device or vCPU ends the VM.
   int wake = sys.eventfd(0, EFD_NONBLOCK);
   if (wake < 0) return fail("eventfd", -wake, "VM stop notification");
-  VmState& state = m->state_.emplace(UniqueFd(wake));
+  VmState& state = m->state_.emplace(UniqueFd(sys, wake));
   m->serial_out_ = PINLESS_TRY(open_serial_output(config));
   LegacyDevices& devices = m->devices_.emplace(PINLESS_TRY(
       LegacyDevices::create(vm, m->bus_, state, timeline, m->serial_out_.get(), config.cpus)));

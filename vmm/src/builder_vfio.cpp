@@ -105,7 +105,7 @@ Result<std::unique_ptr<VfioSetup>> VfioSetup::create(const VmConfig& config, Vm&
   // Mock devices live on the passed iommufd (the CLI insists on --iommufd-fd).
   iommu::BackendKind kind = iommu::BackendKind::kIommufd;
   if (!located.empty()) {
-    iommu::BackendChoice choice = PINLESS_TRY(iommu::parse_backend_choice(config.iommu_backend));
+    iommu::BackendChoice choice = config.iommu_backend;
     bool all_cdev = true;
     for (const auto& l : located) all_cdev = all_cdev && !l.cdev.empty();
     iommu::BackendProbe probe = iommu::probe_backends(located[0].loc.bdf, all_cdev ? located[0].cdev : "",

@@ -153,7 +153,7 @@ TEST_CASE("cli: --device vfio is repeatable and keeps the order") {
   REQUIRE(r.config.vfio_devices.size() == 2);
   CHECK(r.config.vfio_devices[0].host == "0000:00:03.0");
   CHECK(r.config.vfio_devices[1].path == "/dev/vfio/devices/vfio1");
-  CHECK(r.config.iommu_backend == "auto");
+  CHECK(r.config.iommu_backend == iommu::BackendChoice::kAuto);
   CHECK(r.config.iommufd_fd == -1);
 }
 
@@ -175,12 +175,15 @@ TEST_CASE("cli: --iommu-backend and --iommufd-fd") {
   TempFile k;
   auto r = parse({"run", "--kernel", k.path, "--iommu-backend", "type1"});
   REQUIRE(r.action == Action::kRun);
-  CHECK(r.config.iommu_backend == "type1");
+  CHECK(r.config.iommu_backend == iommu::BackendChoice::kType1);
   auto f = parse({"run", "--kernel", k.path, "--iommufd-fd", "9"});
   REQUIRE(f.action == Action::kRun);
   CHECK(f.config.iommufd_fd == 9);
-  CHECK(f.config.iommu_backend == "iommufd");
-  CHECK(parse({"run", "--kernel", k.path, "--iommu-backend", "vfio"}).action == Action::kError);
+  CHECK(f.config.iommu_backend == iommu::BackendChoice::kIommufd);
+  CHECK(parse({"run", "--kernel", k.path, "--iommu-backend", "iommufd"}).config.iommu_backend ==
+        iommu::BackendChoice::kIommufd);
+  CHECK(error_of({"run", "--kernel", k.path, "--iommu-backend", "vfio"}) ==
+        "run: --iommu-backend: vfio not in {auto,iommufd,type1}");
   CHECK(error_of({"run", "--kernel", k.path, "--iommufd-fd", "9", "--iommu-backend", "type1"}).find("exclude") !=
         std::string::npos);
   CHECK(error_of({"run", "--kernel", k.path, "--iommufd-fd", "-3"}).find("file descriptor") != std::string::npos);
@@ -198,4 +201,22 @@ TEST_CASE("cli: check, with and without --json") {
   r = parse({"check", "--help"});
   CHECK(r.action == Action::kHelp);
   CHECK(r.text.find("--json") != std::string::npos);
+}
+
+TEST_CASE("cli: the option parsers return a Status whose message is the printed line") {
+  MemoryConfig m{};
+  REQUIRE(parse_memory_option("size=1G,thp=on", kHost, &m));
+  CHECK(m.size == kGiB);
+  CHECK(m.thp);
+  auto bad = parse_memory_option("size=1G,thp=maybe", kHost, &m);
+  REQUIRE_FALSE(bad);
+  CHECK(bad.error().message() == "--memory: thp=maybe is not on or off; write thp=on");
+  CHECK((m.size == kGiB && m.thp));  // *out untouched on failure
+  TempFile k;
+  CHECK(error_of({"run", "--kernel", k.path, "--memory", "size=1G,thp=maybe"}) == bad.error().message());
+  VmConfig cfg;
+  REQUIRE(parse_device_option("vfio,host=00:03.0", &cfg));
+  auto twice = parse_device_option("vfio,host=0000:00:03.0", &cfg);
+  REQUIRE_FALSE(twice);
+  CHECK(twice.error().message() == "--device vfio,host=0000:00:03.0: the same device is given twice");
 }

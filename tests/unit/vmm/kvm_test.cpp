@@ -3,6 +3,7 @@
 
 #include <cstring>
 #include <set>
+#include <vector>
 
 #include "fakes/fake_sys.h"
 #include "pinless/vmm/kvm/boot_cpu.h"
@@ -265,4 +266,31 @@ TEST_CASE("Vcpu::request_exit sets immediate_exit") {
   CHECK(v->run_struct()->immediate_exit == 0);
   v->request_exit();
   CHECK(v->run_struct()->immediate_exit == 1);
+}
+
+TEST_CASE("Kvm, Vm and Vcpu close their fds and unmap kvm_run through the Sys they came from") {
+  FakeKvm f;
+  int kvm_fd = -1, vm_fd = -1, vcpu_fd = -1;
+  {
+    auto kvm = Kvm::open(f.sys);
+    REQUIRE(kvm);
+    auto vm = Vm::create(*kvm);
+    REQUIRE(vm);
+    auto vcpu = Vcpu::create(*kvm, *vm, 0);
+    REQUIRE(vcpu);
+    kvm_fd = kvm->fd();
+    vm_fd = vm->fd();
+    vcpu_fd = vcpu->fd();
+    CHECK(f.sys.open_fds() == 3);
+    CHECK(f.sys.live_mappings() == 1);
+  }
+  // A close that bypasses the Sys never reaches the fake, and with the real kernel would hit
+  // whatever unrelated fd happens to carry that number.
+  CHECK(f.sys.open_fds() == 0);
+  CHECK(f.sys.live_mappings() == 0);
+  std::vector<int> closed;
+  for (const auto& c : f.sys.calls()) {
+    if (c.what == "close") closed.push_back(c.fd);
+  }
+  CHECK(closed == std::vector<int>{vcpu_fd, vm_fd, kvm_fd});  // reverse order of creation
 }

@@ -87,3 +87,18 @@ TEST_CASE("hugepages: a shortage at mmap names the sysctl and the page count") {
   REQUIRE_FALSE(r);
   CHECK(r.error().message().find("echo 128 > /proc/sys/vm/nr_hugepages") != std::string::npos);
 }
+
+TEST_CASE("guest memory: the memfd closes and the mapping unmaps through the Sys") {
+  FakeSys sys;
+  int memfd = -1;
+  {
+    auto mem = GuestMemory::create(sys, {64 * kMiB, false, false});
+    REQUIRE(mem.has_value());
+    memfd = mem->memfd();
+    CHECK(sys.live_mappings() == 1);
+  }
+  CHECK(sys.live_mappings() == 0);
+  size_t closes = 0;
+  for (const auto& c : sys.calls()) closes += c.what == "close" && c.fd == memfd;
+  CHECK(closes == 1);
+}

@@ -107,8 +107,10 @@ void probe_kvm(Sys& sys, const ProbeOptions& opt, const Paths& at, KvmFacts* k) 
     k->open_errno = -fd;
     return;
   }
-  k->api_version = sys.ioctl_int(fd, KVM_GET_API_VERSION, 0);
-  sys.close(fd);
+  {
+    UniqueFd kvm_fd(sys, fd);  // closed before Kvm::open opens the device again
+    k->api_version = sys.ioctl_int(kvm_fd.get(), KVM_GET_API_VERSION, 0);
+  }
   auto kvm = Kvm::open(sys, opt.kvm_device.c_str());
   if (!kvm) {
     k->setup_error = kvm.error().message();

@@ -13,26 +13,27 @@
 namespace pinless::vmm {
 namespace {
 
+using cli_text::bad_option;
 using cli_text::split;
 
-// "on"/"off" -> bool; anything else is an error line.
-std::string parse_switch(const std::string& key, const std::string& value, bool* out) {
+// "on"/"off" -> bool; anything else is an error.
+Status parse_switch(const std::string& key, const std::string& value, bool* out) {
   if (value == "on") {
     *out = true;
   } else if (value == "off") {
     *out = false;
   } else {
-    return "--memory: " + key + "=" + value + " is not on or off; write " + key + "=on";
+    return bad_option("--memory: " + key + "=" + value + " is not on or off; write " + key + "=on");
   }
-  return "";
+  return {};
 }
 
-std::string check_readable(const std::string& what, const std::string& path) {
-  if (::access(path.c_str(), R_OK) == 0) return "";
+Status check_readable(const std::string& what, const std::string& path) {
+  if (::access(path.c_str(), R_OK) == 0) return {};
   int e = errno;
-  if (e == ENOENT) return "--" + what + " " + path + ": no such file; check the path";
-  return "--" + what + " " + path + ": cannot read it (" + std::strerror(e) +
-         "); fix its permissions";
+  if (e == ENOENT) return bad_option("--" + what + " " + path + ": no such file; check the path");
+  return bad_option("--" + what + " " + path + ": cannot read it (" + std::strerror(e) +
+                    "); fix its permissions");
 }
 
 }  // namespace
@@ -43,7 +44,7 @@ HostLimits host_limits() {
   return HostLimits{pages > 0 && page > 0 ? uint64_t(pages) * uint64_t(page) : 0};
 }
 
-std::string parse_memory_option(const std::string& value, const HostLimits& host, MemoryConfig* out) {
+Status parse_memory_option(const std::string& value, const HostLimits& host, MemoryConfig* out) {
   MemoryConfig m{0, false, false};
   bool have_size = false;
   for (const auto& item : split(value, ',')) {
@@ -53,66 +54,72 @@ std::string parse_memory_option(const std::string& value, const HostLimits& host
     if (key.empty() && !have_size && !item.empty() && eq == std::string::npos) key = "size";
     if (key == "size") {
       auto size = parse_size(val);
-      if (!size) return "--memory: size '" + val + "' does not parse; write a size like 512M or 4G";
+      if (!size) return bad_option("--memory: size '" + val + "' does not parse; write a size like 512M or 4G");
       m.size = *size;
       have_size = true;
     } else if (key == "hugepages") {
-      if (auto e = parse_switch(key, val, &m.hugepages); !e.empty()) return e;
+      PINLESS_TRY_VOID(parse_switch(key, val, &m.hugepages));
     } else if (key == "thp") {
-      if (auto e = parse_switch(key, val, &m.thp); !e.empty()) return e;
+      PINLESS_TRY_VOID(parse_switch(key, val, &m.thp));
     } else {
-      return "--memory: unknown key '" + (key.empty() ? item : key) +
-             "'; the keys are size, hugepages and thp (e.g. size=1G,hugepages=on)";
+      return bad_option("--memory: unknown key '" + (key.empty() ? item : key) +
+                        "'; the keys are size, hugepages and thp (e.g. size=1G,hugepages=on)");
     }
   }
-  if (!have_size) return "--memory: no size given; write size=512M";
+  if (!have_size) return bad_option("--memory: no size given; write size=512M");
   if (m.size < kMinMemory) {
-    return "--memory: " + format_size(m.size) + " is too little; give the guest at least 64M";
+    return bad_option("--memory: " + format_size(m.size) + " is too little; give the guest at least 64M");
   }
   if (m.size % GuestMemory::kHugePageSize != 0) {
-    return "--memory: " + format_size(m.size) + " is not a multiple of 2M; round it to 2M";
+    return bad_option("--memory: " + format_size(m.size) + " is not a multiple of 2M; round it to 2M");
   }
   if (host.memory_bytes != 0 && m.size > host.memory_bytes) {
-    return "--memory: " + format_size(m.size) + " is more than this host's " +
-           format_size(host.memory_bytes) + " of RAM; give the guest less";
+    return bad_option("--memory: " + format_size(m.size) + " is more than this host's " +
+                      format_size(host.memory_bytes) + " of RAM; give the guest less");
   }
   if (m.hugepages && m.thp) {
-    return "--memory: hugepages=on and thp=on exclude each other; pick one";
+    return bad_option("--memory: hugepages=on and thp=on exclude each other; pick one");
   }
   *out = m;
-  return "";
+  return {};
 }
 
-std::string parse_device_option(const std::string& value, VmConfig* out) {
+Status parse_device_option(const std::string& value, VmConfig* out) {
   auto items = split(value, ',');
-  if (!items.empty() && items[0] == "mock") return parse_mock_device_option(value, &out->dma);
+  if (!items.empty() && items[0] == "mock") {
+    if (auto e = parse_mock_device_option(value, &out->dma); !e.empty()) return bad_option(e);
+    return {};
+  }
   if (items.empty() || items[0] != "vfio") {
-    return "--device " + value + ": unknown device; write vfio,host=DDDD:BB:DD.F or "
-           "vfio,path=/dev/vfio/devices/vfioN";
+    return bad_option("--device " + value + ": unknown device; write vfio,host=DDDD:BB:DD.F or "
+                      "vfio,path=/dev/vfio/devices/vfioN");
   }
   VmConfig::VfioDevice dev;
   for (size_t i = 1; i < items.size(); ++i) {
     auto [key, val] = cli_text::key_value(items[i]);
     if (key == "host" && !val.empty()) {
       auto bdf = vfio::normalize_bdf(val);
-      if (!bdf) return "--device " + value + ": '" + val + "' is not a PCI address; write DDDD:BB:DD.F (lspci -D)";
+      if (!bdf) {
+        return bad_option("--device " + value + ": '" + val + "' is not a PCI address; write DDDD:BB:DD.F (lspci -D)");
+      }
       dev.host = *bdf;
     } else if (key == "path" && !val.empty()) {
       dev.path = val;
     } else {
-      return "--device " + value + ": unknown or empty key '" + key + "'; the keys are host and path";
+      return bad_option("--device " + value + ": unknown or empty key '" + key + "'; the keys are host and path");
     }
   }
   if (dev.host.empty() == dev.path.empty()) {
-    return "--device " + value + ": give exactly one of host=DDDD:BB:DD.F or path=/dev/vfio/devices/vfioN";
+    return bad_option("--device " + value +
+                      ": give exactly one of host=DDDD:BB:DD.F or path=/dev/vfio/devices/vfioN");
   }
   for (const auto& d : out->vfio_devices) {
     if ((!dev.host.empty() && d.host == dev.host) || (!dev.path.empty() && d.path == dev.path)) {
-      return "--device " + value + ": the same device is given twice";
+      return bad_option("--device " + value + ": the same device is given twice");
     }
   }
   out->vfio_devices.push_back(std::move(dev));
-  return "";
+  return {};
 }
 
 CliResult parse_cli(const std::vector<std::string>& args, const HostLimits& host) {
@@ -152,11 +159,15 @@ CliResult parse_cli(const std::vector<std::string>& args, const HostLimits& host
                   "mock,idev=I,stdev=S,home=H, an IOMMUFD_TEST mock device on the --iommufd-fd")
       ->expected(1)
       ->take_all();
+  // Parsed here, once, into the enum: IsMember rejects an unknown name (its message lists the
+  // names), then Transformer maps the name to the enum's number, which CLI11 stores.
+  const auto& backends = iommu::backend_choice_names();
   run->add_option("--iommu-backend", cfg.iommu_backend,
                   "host DMA API for --device: auto (iommufd when available, else VFIO type1), "
                   "iommufd or type1")
       ->default_str("auto")
-      ->check(CLI::IsMember({"auto", "iommufd", "type1"}));
+      ->transform(CLI::Transformer(backends).description(""))
+      ->transform(CLI::IsMember(backends));  // transform() prepends: this one runs first
   int64_t iommufd_fd = -1;
   auto* iommufd_opt = run->add_option("--iommufd-fd", iommufd_fd,
                                       "use this already open iommufd (passed in by a manager); implies "
@@ -237,7 +248,7 @@ CliResult parse_cli(const std::vector<std::string>& args, const HostLimits& host
   }
   cfg.cpus = uint32_t(cpus);
   if (!memory.empty()) {
-    if (auto e = parse_memory_option(memory, host, &cfg.memory); !e.empty()) return error(e);
+    if (auto s = parse_memory_option(memory, host, &cfg.memory); !s) return error(s.error().message());
   } else if (host.memory_bytes != 0 && cfg.memory.size > host.memory_bytes) {
     return error("--memory: the default 512M is more than this host's RAM; give --memory size=S");
   }
@@ -259,7 +270,7 @@ CliResult parse_cli(const std::vector<std::string>& args, const HostLimits& host
   }
   cfg.timeline = timeline->count() > 0;
   for (const auto& spec : device_specs) {
-    if (auto e = parse_device_option(spec, &cfg); !e.empty()) return error(e);
+    if (auto s = parse_device_option(spec, &cfg); !s) return error(s.error().message());
   }
   for (const auto& spec : region_specs) {
     if (auto e = parse_ram_region_option(spec, &cfg.dma); !e.empty()) return error(e);
@@ -273,11 +284,11 @@ CliResult parse_cli(const std::vector<std::string>& args, const HostLimits& host
     if (iommufd_fd < 0 || iommufd_fd > 1 << 20) {
       return error("--iommufd-fd " + std::to_string(iommufd_fd) + ": give an open file descriptor number");
     }
-    if (cfg.iommu_backend == "type1") {
+    if (cfg.iommu_backend == iommu::BackendChoice::kType1) {
       return error("--iommufd-fd and --iommu-backend=type1 exclude each other; drop one");
     }
     cfg.iommufd_fd = int(iommufd_fd);
-    cfg.iommu_backend = "iommufd";
+    cfg.iommu_backend = iommu::BackendChoice::kIommufd;
   }
   if (!cfg.dma.mocks.empty()) {
     if (cfg.iommufd_fd < 0) {
@@ -285,9 +296,9 @@ CliResult parse_cli(const std::vector<std::string>& args, const HostLimits& host
     }
     if (cfg.dma.mocks.size() > 1) return error("--device mock: one mock device per VM");
   }
-  if (auto e = check_readable("kernel", cfg.kernel); !e.empty()) return error(e);
+  if (auto s = check_readable("kernel", cfg.kernel); !s) return error(s.error().message());
   if (!cfg.initrd.empty()) {
-    if (auto e = check_readable("initrd", cfg.initrd); !e.empty()) return error(e);
+    if (auto s = check_readable("initrd", cfg.initrd); !s) return error(s.error().message());
   }
   result.action = CliResult::Action::kRun;
   result.config = std::move(cfg);

@@ -31,7 +31,7 @@ Result<Kvm> Kvm::open(Sys& sys, const char* path) {
                                        " (usually 'kvm') or run as root");
   }
   if (fd < 0) return fail("open", -fd, path);
-  Kvm kvm(&sys, UniqueFd(fd));
+  Kvm kvm(&sys, UniqueFd(sys, fd));
 
   int version = sys.ioctl_int(kvm.fd(), KVM_GET_API_VERSION, 0);
   if (version < 0) return fail("KVM_GET_API_VERSION", -version, path);

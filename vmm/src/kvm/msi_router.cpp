@@ -26,7 +26,8 @@ MsiRouter::MsiRouter(Sys& sys, int vm_fd, uint32_t max_gsi, bool legacy_routes)
 MsiRouter::~MsiRouter() {
   std::lock_guard lock(mu_);
   for (auto& [gsi, v] : vectors_) {
-    if (v.irqfd_attached) (void)irqfd_locked(gsi, v.event_fd, false);
+    if (!v.irqfd_attached) continue;
+    if (auto s = irqfd_locked(gsi, v.event_fd, false); !s) logger("kvm")->warn("MSI router teardown: {}", s.error().message());
   }
 }
 

@@ -15,23 +15,12 @@ Result<Vcpu> Vcpu::create(const Kvm& kvm, const Vm& vm, uint32_t id) {
   std::string ctx = "vCPU " + std::to_string(id);
   int fd = sys.ioctl_int(vm.fd(), KVM_CREATE_VCPU, id);
   if (fd < 0) return fail("KVM_CREATE_VCPU", -fd, ctx);
-  UniqueFd vcpu_fd(fd);
+  UniqueFd vcpu_fd(sys, fd);
   int err = 0;
   size_t size = kvm.vcpu_mmap_size();
   void* p = sys.mmap(nullptr, size, PROT_READ | PROT_WRITE, MAP_SHARED, vcpu_fd.get(), 0, &err);
   if (p == MAP_FAILED) return fail("mmap", err, ctx + " kvm_run");
-  return Vcpu(&sys, id, std::move(vcpu_fd), static_cast<kvm_run*>(p), size);
-}
-
-Vcpu::Vcpu(Vcpu&& o) noexcept
-    : sys_(o.sys_),
-      id_(o.id_),
-      fd_(std::move(o.fd_)),
-      run_(std::exchange(o.run_, nullptr)),
-      run_size_(o.run_size_) {}
-
-Vcpu::~Vcpu() {
-  if (run_ != nullptr) sys_->munmap(run_, run_size_);
+  return Vcpu(&sys, id, std::move(vcpu_fd), MappedMemory(sys, p, size));
 }
 
 Status Vcpu::set_cpuid(std::vector<kvm_cpuid_entry2> entries, uint32_t vcpu_count,
@@ -93,7 +82,7 @@ int Vcpu::run() { return sys_->ioctl_int(fd(), KVM_RUN, 0); }
 
 void Vcpu::request_exit() {
   // kvm_run is shared with the kernel; a plain store could be kept in a register.
-  __atomic_store_n(&run_->immediate_exit, uint8_t{1}, __ATOMIC_SEQ_CST);
+  __atomic_store_n(&run_struct()->immediate_exit, uint8_t{1}, __ATOMIC_SEQ_CST);
 }
 
 }  // namespace pinless::vmm

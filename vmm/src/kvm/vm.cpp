@@ -13,7 +13,7 @@ Result<Vm> Vm::create(const Kvm& kvm) {
     fd = sys.ioctl_int(kvm.fd(), KVM_CREATE_VM, 0);
   }
   if (fd < 0) return fail("KVM_CREATE_VM", -fd);
-  Vm vm(&sys, UniqueFd(fd));
+  Vm vm(&sys, UniqueFd(sys, fd));
 
   // Intel VMX needs a 3-page TSS and a 1-page identity map for real-mode emulation; both sit
   // just below the 4 GiB boundary, outside RAM and device ranges (layout.h). Both must be set

@@ -34,7 +34,7 @@ Result<GuestMemory> GuestMemory::create(Sys& sys, const MemoryConfig& config, co
     }
     return err;
   }
-  UniqueFd memfd(fd);
+  UniqueFd memfd(sys, fd);
   if (int r = sys.ftruncate(memfd.get(), off_t(size)); r < 0) {
     return fail("ftruncate", -r, "guest RAM memfd to " + format_size(size));
   }
@@ -51,6 +51,7 @@ Result<GuestMemory> GuestMemory::create(Sys& sys, const MemoryConfig& config, co
     }
     return fail("mmap", err, "guest RAM (" + format_size(size) + ")");
   }
+  MappedMemory map(sys, base, size);
   if (config.thp) {
     // Not fatal either way: the guest still runs, on small pages. madvise returns 0 even when
     // shmem_enabled ignores it, so that file decides the warning. The advice is given anyway:
@@ -60,29 +61,16 @@ Result<GuestMemory> GuestMemory::create(Sys& sys, const MemoryConfig& config, co
     }
     if (std::string why = check_shmem_thp(shmem_enabled); !why.empty()) logger("vmm")->warn("{}", why);
   }
-  return GuestMemory(&sys, std::move(memfd), base, size, layout::compute_layout(size));
+  return GuestMemory(std::move(memfd), std::move(map), layout::compute_layout(size));
 }
 
-GuestMemory::GuestMemory(Sys* sys, UniqueFd memfd, void* base, uint64_t size,
-                         layout::MemoryLayout layout)
-    : sys_(sys), memfd_(std::move(memfd)), base_(base), map_size_(size), layout_(layout) {
-  auto* bytes = static_cast<uint8_t*>(base);
+GuestMemory::GuestMemory(UniqueFd memfd, MappedMemory map, layout::MemoryLayout layout)
+    : memfd_(std::move(memfd)), map_(std::move(map)), layout_(layout) {
+  uint8_t* bytes = map_.bytes();
   regions_.push_back({layout_.low_ram, bytes, 0});
   if (layout_.high_ram.size != 0) {
     regions_.push_back({layout_.high_ram, bytes + layout_.low_ram.size, layout_.low_ram.size});
   }
-}
-
-GuestMemory::GuestMemory(GuestMemory&& o) noexcept
-    : sys_(o.sys_),
-      memfd_(std::move(o.memfd_)),
-      base_(std::exchange(o.base_, nullptr)),
-      map_size_(std::exchange(o.map_size_, 0)),
-      layout_(o.layout_),
-      regions_(std::move(o.regions_)) {}
-
-GuestMemory::~GuestMemory() {
-  if (base_ != nullptr && sys_ != nullptr) sys_->munmap(std::exchange(base_, nullptr), map_size_);
 }
 
 Result<uint8_t*> GuestMemory::host_ptr(Gpa gpa, uint64_t len) const {

@@ -1,4 +1,4 @@
-// Result<T>: the one error-carrying return type of pinless.
+// Result<T>: the one error-carrying return type of pinless; ignoring one does not compile.
 // An Error names the failing operation ("KVM_CREATE_VM", "IOMMU_IOAS_MAP"), the errno (0 when
 // the failure is not a syscall's) and free-form context (paths, addresses, BDFs), and may
 // carry a hint that tells the user what to do. Thread-compatible value types.
@@ -43,8 +43,19 @@ class [[nodiscard]] Error {
   std::string hint_;
 };
 
+// std::expected with [[nodiscard]] on the type (libstdc++ 12 does not mark std::expected), so
+// a call whose error is dropped does not compile (-Werror=unused-result). Everything else is
+// std::expected's: has_value(), error(), value(), the monadic members (which return a plain
+// std::expected; it converts back to Result implicitly).
 template <typename T>
-using Result = std::expected<T, Error>;
+class [[nodiscard]] Result : public std::expected<T, Error> {
+ public:
+  using Base = std::expected<T, Error>;
+  using Base::Base;
+  Result() = default;
+  // From a std::expected (a monadic call's result); the inherited constructors exclude it.
+  Result(Base e) : Base(std::move(e)) {}
+};
 
 using Status = Result<void>;
 

@@ -5,6 +5,7 @@
 // the filesystem. Thread-safe.
 #pragma once
 
+#include <map>
 #include <string>
 
 #include "pinless/base/result.h"
@@ -13,7 +14,10 @@
 namespace pinless::iommu {
 
 enum class BackendChoice : uint8_t { kAuto, kIommufd, kType1 };
-Result<BackendChoice> parse_backend_choice(const std::string& text);  // "auto" | "iommufd" | "type1"
+// The names of the choices ("auto", "iommufd", "type1"): the one table behind both
+// parse_backend_choice() and the command line's --iommu-backend.
+const std::map<std::string, BackendChoice>& backend_choice_names();
+Result<BackendChoice> parse_backend_choice(const std::string& text);
 
 struct BackendProbe {
   bool dev_iommu = false;         // /dev/iommu exists

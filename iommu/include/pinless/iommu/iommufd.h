@@ -12,11 +12,14 @@
 #include <optional>
 #include <utility>
 
+#include "pinless/base/fd.h"
 #include "pinless/base/sys.h"
-#include "pinless/iommu/sys_fd.h"
 
 namespace pinless::iommu {
 
+// An object ID inside an iommufd context, not a file descriptor: it is undone with the
+// IOMMU_DESTROY ioctl on the context's fd, never with close(), which is why it is not a
+// UniqueFd. Holds the context fd without owning it. Move-only.
 class [[nodiscard]] IommufdObject {
  public:
   IommufdObject() = default;
@@ -51,7 +54,7 @@ class [[nodiscard]] IommufdObject {
 // fd closes first: the open fd holds a reference that makes IOMMU_DESTROY fail with EBUSY.
 struct IommufdFault {
   IommufdObject object;
-  SysFd fd;
+  UniqueFd fd;
   uint32_t id() const { return object.id(); }
 };
 
@@ -84,9 +87,9 @@ class Iommufd {
   Status set_huge_pages(uint32_t ioas_id, bool enable);
 
  private:
-  Iommufd(Sys& sys, SysFd fd) : sys_(sys), fd_(std::move(fd)) {}
+  Iommufd(Sys& sys, UniqueFd fd) : sys_(sys), fd_(std::move(fd)) {}
   Sys& sys_;
-  SysFd fd_;
+  UniqueFd fd_;
 };
 
 }  // namespace pinless::iommu

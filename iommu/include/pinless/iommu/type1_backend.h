@@ -11,9 +11,9 @@
 #include <string>
 #include <vector>
 
+#include "pinless/base/fd.h"
 #include "pinless/base/sys.h"
 #include "pinless/iommu/dma_backend.h"
-#include "pinless/iommu/sys_fd.h"
 #include "pinless/iommu/type1_info.h"
 
 namespace pinless::iommu {
@@ -45,12 +45,12 @@ class Type1Backend final : public DmaBackend {
   BackendKind kind() const override { return BackendKind::kType1; }
 
  private:
-  Type1Backend(Sys& sys, SysFd container, GroupDevicesFn fn)
+  Type1Backend(Sys& sys, UniqueFd container, GroupDevicesFn fn)
       : sys_(sys), container_(std::move(container)), group_devices_(std::move(fn)) {}
 
   Sys& sys_;
-  SysFd container_;
-  std::map<int, SysFd> groups_;  // destroyed before container_ (declared after it)
+  UniqueFd container_;
+  std::map<int, UniqueFd> groups_;  // destroyed before container_ (declared after it)
   GroupDevicesFn group_devices_;
   bool iommu_set_ = false;
   uint64_t mapped_bytes_ = 0;

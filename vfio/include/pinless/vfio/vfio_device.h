@@ -13,13 +13,12 @@
 #include <string>
 #include <vector>
 
+#include "pinless/base/fd.h"
 #include "pinless/base/result.h"
 #include "pinless/base/sys.h"
 #include "pinless/iommu/iommufd_backend.h"
-#include "pinless/iommu/sys_fd.h"
 #include "pinless/iommu/type1_backend.h"
 #include "pinless/vfio/region.h"
-#include "pinless/vfio/sys_mapping.h"
 
 namespace pinless::vfio {
 
@@ -68,7 +67,7 @@ class VfioDevice {
   Status region_write(uint32_t index, uint64_t offset, std::span<const uint8_t> data);
 
   // mmap()s [offset, offset + size) of region `index` shared, read/write.
-  Result<SysMapping> map_region(uint32_t index, uint64_t offset, uint64_t size);
+  Result<MappedMemory> map_region(uint32_t index, uint64_t offset, uint64_t size);
 
   // VFIO_DEVICE_SET_IRQS(ACTION_TRIGGER | DATA_EVENTFD) for vectors [start, start + fds.size());
   // an fd of -1 unbinds that vector.
@@ -77,13 +76,13 @@ class VfioDevice {
   Status disable_irqs(uint32_t index);
 
  private:
-  VfioDevice(Sys& sys, iommu::SysFd fd, std::string name, int group_fd)
+  VfioDevice(Sys& sys, UniqueFd fd, std::string name, int group_fd)
       : sys_(sys), fd_(std::move(fd)), name_(std::move(name)), group_fd_(group_fd) {}
   Status query();
   Result<RegionInfo> query_region(uint32_t index);
 
   Sys& sys_;
-  iommu::SysFd fd_;
+  UniqueFd fd_;
   std::string name_;
   int group_fd_ = -1;  // not owned (the container owns group fds)
   uint32_t devid_ = 0;
@@ -106,8 +105,9 @@ class KvmVfio {
   int fd() const { return fd_.get(); }
 
  private:
-  explicit KvmVfio(iommu::SysFd fd) : fd_(std::move(fd)) {}
-  iommu::SysFd fd_;
+  KvmVfio(Sys& sys, UniqueFd fd) : sys_(&sys), fd_(std::move(fd)) {}
+  Sys* sys_;
+  UniqueFd fd_;
 };
 
 }  // namespace pinless::vfio

@@ -43,11 +43,11 @@
 #include <optional>
 #include <vector>
 
+#include "pinless/base/fd.h"
 #include "pinless/base/log.h"
 #include "pinless/base/result.h"
 #include "pinless/base/sys.h"
 #include "pinless/base/types.h"
-#include "pinless/iommu/sys_fd.h"
 #include "pinless/pci/config_space.h"
 #include "pinless/pci/io_device.h"
 #include "pinless/pci/msix_table.h"
@@ -99,7 +99,7 @@ class VfioPciDevice final : public pci::PciDevice {
 
  private:
   struct Vector {
-    iommu::SysFd event;
+    UniqueFd event;
     uint32_t gsi = 0;
   };
   // `live`: whether the piece is in KVM / on the bus now. The guest picks BAR addresses, so a
@@ -107,7 +107,7 @@ class VfioPciDevice final : public pci::PciDevice {
   // undone, else the unplace would remove another device's range.
   struct Piece {
     Range<uint64_t> in_bar;   // offset/size inside the BAR
-    SysMapping map;
+    MappedMemory map;
     uint32_t slot = 0;
     bool live = false;        // memslot set
   };

@@ -7,7 +7,9 @@
 #include <string>
 #include <vector>
 
+#include "pinless/base/result.h"
 #include "pinless/base/types.h"
+#include "pinless/iommu/backend_select.h"
 #include "pinless/vmm/cli/dma_config.h"
 #include "pinless/vmm/kvm/vm_state.h"
 #include "pinless/vmm/memory/guest_memory.h"
@@ -39,9 +41,9 @@ struct VmConfig {
     std::string path;  // /dev/vfio/devices/vfioN, or empty
   };
   std::vector<VfioDevice> vfio_devices;
-  std::string iommu_backend = "auto";  // auto | iommufd | type1
-  int iommufd_fd = -1;                 // --iommufd-fd N: an iommufd passed in by a manager
-  DmaConfig dma;                       // --ram-region, --dma-fallback, --pin-limit, --device mock
+  iommu::BackendChoice iommu_backend = iommu::BackendChoice::kAuto;  // --iommu-backend
+  int iommufd_fd = -1;  // --iommufd-fd N: an iommufd passed in by a manager
+  DmaConfig dma;        // --ram-region, --dma-fallback, --pin-limit, --device mock
   // Whether any device does DMA into guest RAM (VFIO or mock).
   bool has_dma_devices() const { return !vfio_devices.empty() || !dma.mocks.empty(); }
 };
@@ -64,10 +66,10 @@ struct CliResult {
 CliResult parse_cli(const std::vector<std::string>& args, const HostLimits& host);
 
 // Parses the value of --memory ("size=S[,hugepages=on|off][,thp=on|off]" or just "S").
-// Returns an empty string on success, else the error line.
-std::string parse_memory_option(const std::string& value, const HostLimits& host, MemoryConfig* out);
+// On failure the error's message() is the one line to print; *out is untouched.
+[[nodiscard]] Status parse_memory_option(const std::string& value, const HostLimits& host, MemoryConfig* out);
 // Parses the value of --device ("vfio,host=DDDD:BB:DD.F" or "vfio,path=/dev/vfio/devices/vfioN").
-// Returns an empty string on success, else the error line.
-std::string parse_device_option(const std::string& value, VmConfig* out);
+// On failure the error's message() is the one line to print.
+[[nodiscard]] Status parse_device_option(const std::string& value, VmConfig* out);
 
 }  // namespace pinless::vmm

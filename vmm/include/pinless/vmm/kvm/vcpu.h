@@ -24,14 +24,13 @@ namespace pinless::vmm {
 class Vcpu {
  public:
   [[nodiscard]] static Result<Vcpu> create(const Kvm& kvm, const Vm& vm, uint32_t id);
-  Vcpu(Vcpu&& o) noexcept;
+  Vcpu(Vcpu&& o) noexcept = default;
   Vcpu& operator=(Vcpu&&) = delete;
-  ~Vcpu();
 
   uint32_t id() const { return id_; }
   int fd() const { return fd_.get(); }
-  kvm_run* run_struct() const { return run_; }
-  size_t run_size() const { return run_size_; }
+  kvm_run* run_struct() const { return static_cast<kvm_run*>(run_.get()); }
+  size_t run_size() const { return run_.size(); }
 
   // KVM_SET_CPUID2 with `supported` patched for this vCPU (see cpuid.h).
   [[nodiscard]] Status set_cpuid(std::vector<kvm_cpuid_entry2> supported, uint32_t vcpu_count,
@@ -51,14 +50,13 @@ class Vcpu {
   void request_exit();
 
  private:
-  Vcpu(Sys* sys, uint32_t id, UniqueFd fd, kvm_run* run, size_t run_size)
-      : sys_(sys), id_(id), fd_(std::move(fd)), run_(run), run_size_(run_size) {}
+  Vcpu(Sys* sys, uint32_t id, UniqueFd fd, MappedMemory run)
+      : sys_(sys), id_(id), fd_(std::move(fd)), run_(std::move(run)) {}
 
   Sys* sys_;
   uint32_t id_;
   UniqueFd fd_;
-  kvm_run* run_;  // mapping of run_size_ bytes, unmapped through sys_ in the destructor
-  size_t run_size_;
+  MappedMemory run_;  // the vCPU's kvm_run; unmapped before fd_ closes (declared after it)
 };
 
 }  // namespace pinless::vmm

@@ -43,10 +43,9 @@ class GuestMemory {
   [[nodiscard]] static Result<GuestMemory> create(Sys& sys, const MemoryConfig& config,
                                                   const std::string& shmem_enabled = kShmemEnabledPath);
 
-  GuestMemory(GuestMemory&& o) noexcept;
+  GuestMemory(GuestMemory&& o) noexcept = default;
   GuestMemory& operator=(GuestMemory&&) = delete;
   GuestMemory(const GuestMemory&) = delete;
-  ~GuestMemory();
 
   const layout::MemoryLayout& layout() const { return layout_; }
   const std::vector<MemoryRegion>& regions() const { return regions_; }
@@ -73,12 +72,11 @@ class GuestMemory {
   }
 
  private:
-  GuestMemory(Sys* sys, UniqueFd memfd, void* base, uint64_t size, layout::MemoryLayout layout);
+  GuestMemory(UniqueFd memfd, MappedMemory map, layout::MemoryLayout layout);
 
-  Sys* sys_ = nullptr;
+  // Both through the Sys that made them; the mapping goes first (declared after the memfd).
   UniqueFd memfd_;
-  void* base_ = nullptr;  // the single mapping, unmapped through sys_ in the destructor
-  uint64_t map_size_ = 0;
+  MappedMemory map_;  // the single mapping that regions_ point into
   layout::MemoryLayout layout_{};
   std::vector<MemoryRegion> regions_;
 };
