@@ -85,7 +85,8 @@ struct Rig {
     s.name = "ram";
     s.gpa = {Gpa(kBase), 1024 * kPageSize};
     s.hva = Hva(0x7f0000000000);
-    s.premap_pages = premap;
+    s.fault_policy.premap_pages = premap;
+    s.fault_policy.window = WindowPolicy::kForward;
     engine.add_region(s).value();
   }
 };
@@ -198,6 +199,7 @@ TEST_CASE("queue: a failed MAP answers INVALID and leaves nothing mapped or char
 
 TEST_CASE("queue: reclaim unmaps exactly the cold window's MAP range before mapping") {
   Rig rig(4, 8 * kPageSize);
+  rig.engine.set_reclaim(true);
   FaultQueue q(rig.sys, rig.fd, rig.engine, *rig.be);
   rig.ffd.groups.push_back({raw(1, 0)});
   REQUIRE(q.on_readable());

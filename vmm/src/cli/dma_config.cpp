@@ -49,15 +49,16 @@ std::string parse_ram_region_option(const std::string& value, DmaConfig* out) {
       r.fault = val == "fault";
       have_dma = true;
     } else if (key == "premap") {
-      if (!parse_u64(val, &r.premap_pages) || r.premap_pages == 0 || r.premap_pages > kMaxPremapPages) {
-        return what + "premap=" + val + " is not a page count from 1 to " + std::to_string(kMaxPremapPages) +
+      uint64_t& premap = r.fault_policy.premap_pages;
+      if (!parse_u64(val, &premap) || premap == 0 || premap > iommu::kMaxPremapPages) {
+        return what + "premap=" + val + " is not a page count from 1 to " + std::to_string(iommu::kMaxPremapPages) +
                " (4 KiB pages mapped per fault)";
       }
       have_premap = true;
     } else if (key == "window") {
       auto w = iommu::parse_window_policy(val);
       if (!w) return what + "window=" + val + " is not forward, aligned or hint";
-      r.window = *w;
+      r.fault_policy.window = *w;
       have_window = true;
     } else {
       return what + "unknown key '" + key + "'; the keys are dma, premap and window";

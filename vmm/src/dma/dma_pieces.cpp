@@ -18,8 +18,7 @@ std::vector<DmaPiece> plan_dma_pieces(std::span<const MemoryRegion> ram, const D
       p.ram_offset = from;
       if (rc != nullptr) {
         p.fault = rc->fault;
-        p.premap_pages = rc->premap_pages;
-        p.window = rc->window;
+        p.fault_policy = rc->fault_policy;
       }
       out.push_back(p);
     };

@@ -19,8 +19,7 @@ struct DmaPiece {
   Hva hva;
   uint64_t ram_offset = 0;  // RAM byte of gpa.start, as --memory and --ram-region count
   bool fault = false;
-  uint64_t premap_pages = kDefaultPremapPages;
-  iommu::WindowPolicy window = iommu::WindowPolicy::kAligned;
+  iommu::FaultPolicy fault_policy;
 };
 
 // `ram`: the guest RAM regions in GPA order. The result is in GPA order and covers all RAM.

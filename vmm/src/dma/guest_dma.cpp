@@ -163,11 +163,10 @@ Result<std::unique_ptr<GuestDma>> GuestDma::create(Sys& sys, iommu::DmaBackend& 
       spec.name = fmt::format("ram+{}", format_size(p.ram_offset + delta));
       spec.gpa = {Gpa(part.start.value()), part.size};
       spec.hva = p.hva + delta;
-      spec.premap_pages = p.premap_pages;
-      spec.policy = p.window;
+      spec.fault_policy = p.fault_policy;
       m.fault_of_piece[i].push_back(PINLESS_TRY(m.engine->add_region(spec)));
       log->info("fault region {} at IOVA {:#x}: premap {} pages, window {}", format_size(part.size),
-                part.start.value(), p.premap_pages, iommu::window_policy_name(p.window));
+                part.start.value(), p.fault_policy.premap_pages, iommu::window_policy_name(p.fault_policy.window));
     }
   }
   m.queue = std::make_unique<iommu::FaultQueue>(sys, m.fault->fd.get(), *m.engine, backend);
@@ -231,8 +230,8 @@ nlohmann::ordered_json GuestDma::summary() const {
                              {"ram_offset", p.ram_offset}, {"dma", p.fault ? "fault" : "pin"}};
     uint64_t pinned = 0;
     if (p.fault) {
-      r["premap"] = p.premap_pages;
-      r["window"] = iommu::window_policy_name(p.window);
+      r["premap"] = p.fault_policy.premap_pages;
+      r["window"] = iommu::window_policy_name(p.fault_policy.window);
       for (uint32_t e : m.fault_of_piece[i]) pinned += m.accounting.region_bytes(e);
     } else if (m.pin_of_piece.size() > i && m.pin_of_piece[i] >= 0) {
       pinned = m.pins[size_t(m.pin_of_piece[i])].mapped_bytes();

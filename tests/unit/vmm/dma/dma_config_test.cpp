@@ -42,11 +42,11 @@ TEST_CASE("ram-region: offsets, policy, premap and window parse; defaults are al
   CHECK(c.regions[0].offset == kGiB);
   CHECK(c.regions[0].size == 3 * kGiB);
   CHECK(c.regions[0].fault);
-  CHECK(c.regions[0].premap_pages == 16);
-  CHECK(c.regions[0].window == WindowPolicy::kForward);
+  CHECK(c.regions[0].fault_policy.premap_pages == 16);
+  CHECK(c.regions[0].fault_policy.window == WindowPolicy::kForward);
   CHECK_FALSE(c.regions[1].fault);
-  CHECK(c.regions[2].premap_pages == kDefaultPremapPages);
-  CHECK(c.regions[2].window == WindowPolicy::kAligned);
+  CHECK(c.regions[2].fault_policy.premap_pages == 512);  // the CLI's defaults: 512 pages, aligned
+  CHECK(c.regions[2].fault_policy.window == WindowPolicy::kAligned);
   CHECK(c.any_fault());
   REQUIRE(check_ram_regions(5 * kGiB, &c).empty());
   CHECK(c.regions[0].offset == 0);  // sorted
@@ -112,7 +112,7 @@ TEST_CASE("cli: --ram-region, --dma-fallback, --pin-limit and --device mock reac
   REQUIRE(r.action == CliResult::Action::kRun);
   REQUIRE(r.config.dma.regions.size() == 2);
   CHECK(r.config.dma.regions[0].offset == 0);
-  CHECK(r.config.dma.regions[1].premap_pages == 64);
+  CHECK(r.config.dma.regions[1].fault_policy.premap_pages == 64);
   CHECK(r.config.dma.fallback_pin);
   CHECK(r.config.dma.pin_limit == 2 * kGiB);
   CHECK(r.config.dma.reclaim);

@@ -36,8 +36,8 @@ TEST_CASE("dma pieces: a region across the PCI hole is split, offsets count RAM 
   CHECK((!p[0].fault && p[0].gpa.start == Gpa(0) && p[0].gpa.size == kGiB));
   CHECK((!p[1].fault && p[1].gpa.start == Gpa(kGiB) && p[1].gpa.size == kGiB));  // unnamed: pin
   CHECK((p[2].fault && p[2].gpa.start == Gpa(2 * kGiB) && p[2].gpa.size == kGiB));
-  CHECK(p[2].premap_pages == 16);
-  CHECK(p[2].window == iommu::WindowPolicy::kForward);
+  CHECK(p[2].fault_policy.premap_pages == 16);
+  CHECK(p[2].fault_policy.window == iommu::WindowPolicy::kForward);
   CHECK((p[3].fault && p[3].gpa.start == Gpa(4 * kGiB) && p[3].gpa.size == kGiB));
   CHECK(p[3].ram_offset == 3 * kGiB);
   CHECK(p[3].hva == p[0].hva + 3 * kGiB);

@@ -27,8 +27,7 @@ struct Ram {
 // RAM 0..16M at GPA 16M (inside the default fake ranges): 0..8M pin, 8M..16M fault.
 std::vector<DmaPiece> pieces(const Ram& ram) {
   DmaPiece pin{{Gpa(16 * kMiB), 8 * kMiB}, ram.hva(), 0, false};
-  DmaPiece fault{{Gpa(24 * kMiB), 8 * kMiB}, ram.hva() + 8 * kMiB, 8 * kMiB, true, 16,
-                 iommu::WindowPolicy::kForward};
+  DmaPiece fault{{Gpa(24 * kMiB), 8 * kMiB}, ram.hva() + 8 * kMiB, 8 * kMiB, true, {16, iommu::WindowPolicy::kForward}};
   return {pin, fault};
 }
 

@@ -9,14 +9,9 @@
 #include <string>
 #include <vector>
 
-#include "pinless/iommu/fault_window.h"
+#include "pinless/iommu/dma_policy.h"
 
 namespace pinless::vmm {
-
-// Pages of 4 KiB mapped per fault when a fault region gives no premap= (2 MiB: one large
-// IOPTE with the aligned window, and the 2021 kernel attempt's 512-page PREMAP_LEN).
-constexpr uint64_t kDefaultPremapPages = 512;
-constexpr uint64_t kMaxPremapPages = 1u << 18;  // 1 GiB windows at most
 
 // One --ram-region: bytes [offset, offset + size) of guest RAM, counted as --memory counts
 // them (the 32-bit PCI hole is not part of RAM, so offsets do not move when RAM is split).
@@ -24,8 +19,7 @@ struct RamRegionConfig {
   uint64_t offset = 0;
   uint64_t size = 0;
   bool fault = false;  // dma=fault (else dma=pin)
-  uint64_t premap_pages = kDefaultPremapPages;
-  iommu::WindowPolicy window = iommu::WindowPolicy::kAligned;
+  iommu::FaultPolicy fault_policy;  // premap=, window= (defaults: iommu::FaultPolicy's)
   uint64_t end() const { return offset + size; }
 };
 
