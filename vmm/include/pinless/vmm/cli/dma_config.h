@@ -1,7 +1,8 @@
 // DmaConfig: how guest RAM is made reachable for DMA by assigned devices -- the per-region
 // policy (--ram-region), what to do when fault-driven DMA is impossible (--dma-fallback), the
 // pin cap (--pin-limit) and test-only IOMMUFD_TEST mock devices (--device mock,...). Plain
-// data plus pure parsers (unit-tested); each error is one line naming the problem and the fix.
+// data plus pure parsers (unit-tested); each error's message() is one line naming the option,
+// the problem and the fix, exactly what the CLI prints.
 // See docs/dma.md for the syntax and the semantics.
 #pragma once
 
@@ -9,6 +10,7 @@
 #include <string>
 #include <vector>
 
+#include "pinless/base/result.h"
 #include "pinless/iommu/dma_policy.h"
 
 namespace pinless::vmm {
@@ -42,13 +44,13 @@ struct DmaConfig {
 };
 
 // "OFFSET:SIZE,dma=pin|fault[,premap=N][,window=forward|aligned|hint]". Appends to out.
-std::string parse_ram_region_option(const std::string& value, DmaConfig* out);
+Status parse_ram_region_option(const std::string& value, DmaConfig* out);
 // Checks the regions against the guest RAM size (inside RAM, 4 KiB aligned, disjoint) and
 // sorts them. Call after --memory is known.
-std::string check_ram_regions(uint64_t memory_size, DmaConfig* dma);
+Status check_ram_regions(uint64_t memory_size, DmaConfig* dma);
 // "SIZE[,reclaim=on|off]".
-std::string parse_pin_limit_option(const std::string& value, DmaConfig* out);
+Status parse_pin_limit_option(const std::string& value, DmaConfig* out);
 // "mock,idev=I,stdev=S,home=H" (the leading "mock" included).
-std::string parse_mock_device_option(const std::string& value, DmaConfig* out);
+Status parse_mock_device_option(const std::string& value, DmaConfig* out);
 
 }  // namespace pinless::vmm
