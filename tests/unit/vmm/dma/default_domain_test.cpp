@@ -2,7 +2,7 @@
 
 #include <vector>
 
-#include "../../../../vmm/src/dma/dma_pieces.h"  // private to vmm/src
+#include "../../../../vmm/src/dma/default_domain.h"  // private to vmm/src
 #include "../../../../vmm/src/dma/page_request.h"
 
 using namespace pinless;
@@ -16,34 +16,49 @@ std::vector<MemoryRegion> ram_4g() {
 }
 }  // namespace
 
-TEST_CASE("dma pieces: RAM not named is one pin piece per RAM region") {
-  auto pieces = plan_dma_pieces(ram_4g(), DmaConfig{});
-  REQUIRE(pieces.size() == 2);
-  CHECK_FALSE(pieces[0].fault);
-  CHECK(pieces[0].gpa.size == 3 * kGiB);
-  CHECK(pieces[1].gpa.start == Gpa(4 * kGiB));
-  CHECK(pieces[1].ram_offset == 3 * kGiB);
-  CHECK(pieces[1].hva == pieces[0].hva + 3 * kGiB);
+TEST_CASE("default domain: RAM not named is one pin region per RAM region, IOVA = GPA") {
+  auto p = dma_domain_policy(ram_4g(), DmaConfig{});
+  REQUIRE(p.regions.size() == 2);
+  const auto& r = p.regions;
+  CHECK_FALSE(r[0].fault);
+  CHECK(r[0].iova.size == 3 * kGiB);
+  CHECK(r[1].gpa == Gpa(4 * kGiB));
+  CHECK(r[1].iova.start == Iova(4 * kGiB));
+  CHECK(r[1].name == "ram");
+  CHECK(r[1].offset == 3 * kGiB);
+  CHECK(r[1].hva == r[0].hva + 3 * kGiB);
+  CHECK_FALSE(p.fallback_pin);
+  CHECK(p.pin_limit == 0);
+  CHECK_FALSE(p.reclaim);
 }
 
-TEST_CASE("dma pieces: a region across the PCI hole is split, offsets count RAM bytes") {
+TEST_CASE("default domain: a region across the PCI hole is split, offsets count RAM bytes") {
   DmaConfig c;
   REQUIRE(parse_ram_region_option("0:1G,dma=pin", &c));
   REQUIRE(parse_ram_region_option("2G:2G,dma=fault,premap=16,window=forward", &c));
   REQUIRE(check_ram_regions(4 * kGiB, &c));
-  auto p = plan_dma_pieces(ram_4g(), c);
+  REQUIRE(parse_pin_limit_option("3G,reclaim=on", &c));
+  c.fallback_pin = true;
+  auto policy = dma_domain_policy(ram_4g(), c);
+  const auto& p = policy.regions;
   REQUIRE(p.size() == 4);
-  CHECK((!p[0].fault && p[0].gpa.start == Gpa(0) && p[0].gpa.size == kGiB));
-  CHECK((!p[1].fault && p[1].gpa.start == Gpa(kGiB) && p[1].gpa.size == kGiB));  // unnamed: pin
-  CHECK((p[2].fault && p[2].gpa.start == Gpa(2 * kGiB) && p[2].gpa.size == kGiB));
+  CHECK((!p[0].fault && p[0].gpa == Gpa(0) && p[0].iova.size == kGiB));
+  CHECK((!p[1].fault && p[1].gpa == Gpa(kGiB) && p[1].iova.size == kGiB));  // unnamed: pin
+  CHECK((p[2].fault && p[2].gpa == Gpa(2 * kGiB) && p[2].iova.size == kGiB));
   CHECK(p[2].fault_policy.premap_pages == 16);
   CHECK(p[2].fault_policy.window == iommu::WindowPolicy::kForward);
-  CHECK((p[3].fault && p[3].gpa.start == Gpa(4 * kGiB) && p[3].gpa.size == kGiB));
-  CHECK(p[3].ram_offset == 3 * kGiB);
+  CHECK((p[3].fault && p[3].gpa == Gpa(4 * kGiB) && p[3].iova.size == kGiB));
+  CHECK(p[3].offset == 3 * kGiB);
   CHECK(p[3].hva == p[0].hva + 3 * kGiB);
   uint64_t total = 0;
-  for (const auto& x : p) total += x.gpa.size;
+  for (const auto& x : p) {
+    CHECK(x.iova.start.value() == x.gpa.value());
+    total += x.iova.size;
+  }
   CHECK(total == 4 * kGiB);
+  CHECK(policy.fallback_pin);
+  CHECK(policy.pin_limit == 3 * kGiB);
+  CHECK(policy.reclaim);
 }
 
 TEST_CASE("page requests: PRI and ATS are found in the extended list; loops and junk end the walk") {
