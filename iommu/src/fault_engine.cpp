@@ -21,13 +21,13 @@ Result<uint32_t> FaultEngine::add_region(const FaultRegionSpec& spec) {
   if (spec.gpa.size == 0 || !spec.gpa.start.aligned(ps) || spec.gpa.size % ps != 0 || !spec.hva.aligned(ps)) {
     return fail("add fault region", EINVAL, ctx, "region start, size and host address must be page aligned");
   }
-  if (spec.premap_pages == 0) return fail("add fault region", EINVAL, ctx, "premap must be at least 1 page");
+  if (spec.fault_policy.premap_pages == 0) return fail("add fault region", EINVAL, ctx, "premap must be at least 1 page");
   for (const auto& r : regions_) {
     if (r.spec.gpa.overlaps(spec.gpa)) return fail("add fault region", EEXIST, ctx, "overlaps region " + r.spec.name);
   }
   Region rg;
   rg.spec = spec;
-  rg.window = {spec.policy, spec.premap_pages, spec.max_hint_pages, ps};
+  rg.window = {spec.fault_policy, ps};
   rg.pages = spec.gpa.size / ps;
   rg.bitmap = PageBitmap(rg.pages);
   windows_.add_region(rg.pages);

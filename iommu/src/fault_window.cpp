@@ -1,25 +1,8 @@
 #include "pinless/iommu/fault_window.h"
 
 #include <algorithm>
-#include <cerrno>
 
 namespace pinless::iommu {
-
-Result<WindowPolicy> parse_window_policy(const std::string& text) {
-  if (text == "forward") return WindowPolicy::kForward;
-  if (text == "aligned") return WindowPolicy::kAligned;
-  if (text == "hint") return WindowPolicy::kHint;
-  return fail("window policy", EINVAL, text, "expected forward, aligned or hint");
-}
-
-const char* window_policy_name(WindowPolicy p) {
-  switch (p) {
-    case WindowPolicy::kForward: return "forward";
-    case WindowPolicy::kAligned: return "aligned";
-    case WindowPolicy::kHint: return "hint";
-  }
-  return "?";
-}
 
 namespace {
 PageSpan forward(uint64_t region_pages, uint64_t fault_page, uint64_t n) {
@@ -29,8 +12,9 @@ PageSpan forward(uint64_t region_pages, uint64_t fault_page, uint64_t n) {
 
 PageSpan compute_window(const WindowParams& p, uint64_t region_base, uint64_t region_pages, uint64_t fault_page,
                         uint64_t offset_in_page, uint32_t hint_len) {
-  uint64_t n = std::max<uint64_t>(p.premap_pages, 1);
-  switch (p.policy) {
+  const FaultPolicy& f = p.fault_policy;
+  uint64_t n = std::max<uint64_t>(f.premap_pages, 1);
+  switch (f.window) {
     case WindowPolicy::kForward:
       return forward(region_pages, fault_page, n);
     case WindowPolicy::kAligned: {
@@ -46,7 +30,7 @@ PageSpan compute_window(const WindowParams& p, uint64_t region_base, uint64_t re
     case WindowPolicy::kHint: {
       if (hint_len == 0) return forward(region_pages, fault_page, n);
       uint64_t pages = (offset_in_page + hint_len + p.page_size - 1) / p.page_size;
-      return forward(region_pages, fault_page, std::clamp<uint64_t>(pages, 1, std::max<uint64_t>(p.max_hint_pages, 1)));
+      return forward(region_pages, fault_page, std::clamp<uint64_t>(pages, 1, std::max<uint64_t>(f.max_hint_pages, 1)));
     }
   }
   return {fault_page, 1};

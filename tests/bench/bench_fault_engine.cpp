@@ -104,9 +104,7 @@ Result_ run(uint64_t faults, uint64_t premap, WindowPolicy policy) {
   spec.name = "ram";
   spec.gpa = {Gpa(kRegionBase), kRegionPages * kPageSize};
   spec.hva = Hva(0x7f0000000000);
-  spec.premap_pages = premap;
-  spec.policy = policy;
-  spec.max_hint_pages = 512;
+  spec.fault_policy = {premap, policy, 512};
   (void)engine.add_region(spec);
   FaultQueue queue(sys, 3, engine, backend);
 

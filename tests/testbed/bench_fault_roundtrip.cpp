@@ -223,7 +223,7 @@ int main(int argc, char** argv) {
     spec.name = "ram";
     spec.gpa = Range<Gpa>{Gpa(kRamGpa), kHalf};
     spec.hva = hva_of(ram);
-    spec.premap_pages = 1;
+    spec.fault_policy = {1, WindowPolicy::kForward};
     if (auto r = engine.add_region(spec); !r) testbed::fail("add_region: %s", r.error().message().c_str());
     FaultQueue q(linux_sys(), g_fault_fd, engine, *backend);
 

@@ -191,9 +191,10 @@ struct Rig {
     spec.gpa = Range<Gpa>{Gpa(kRamGpa), kRamSize};
     spec.hva = hva_of(g_ram);
     spec.page_size = kPage;
-    spec.premap_pages = premap;
-    spec.policy = policy;
+    spec.fault_policy.premap_pages = premap;
+    spec.fault_policy.window = policy;
     spec.perm = perm;
+    engine.set_reclaim(true);  // the pin-limit steps prove reclaim against the kernel
     auto r = engine.add_region(spec);
     if (!r) testbed::fail("add_region: %s", r.error().message().c_str());
     queue.emplace(linux_sys(), g_fault_fd, engine, backend);
@@ -539,7 +540,7 @@ int main() {
     spec.name = "ram";
     spec.gpa = Range<Gpa>{Gpa(kRamGpa), kRamSize};
     spec.hva = hva_of(g_ram);
-    spec.premap_pages = 4;
+    spec.fault_policy = {4, WindowPolicy::kForward};
     if (!engine.add_region(spec)) testbed::fail("add_region");
     FaultQueue q(linux_sys(), g_fault_fd, engine, detaching);
     for (unsigned i = 0; i < 4; ++i) trigger(kRamGpa + uint64_t(i) * 64 * kPage);

@@ -2,22 +2,23 @@
 
 #include <chrono>
 #include <fmt/format.h>
+#include <fstream>
 #include <optional>
 #include <vector>
 
+#include "pinless/base/clock.h"
 #include "pinless/base/log.h"
 #include "pinless/base/size.h"
 #include "pinless/iommu/backend_select.h"
+#include "pinless/iommu/dma_domain.h"
 #include "pinless/iommu/iommufd_backend.h"
-#include "pinless/iommu/pinned_region.h"
 #include "pinless/iommu/type1_backend.h"
 #include "pinless/vfio/sysfs.h"
 #include "pinless/vfio/vfio_device.h"
 #include "pinless/vfio/vfio_pci_device.h"
 #include "pinless/pci/bar_allocator.h"
 #include "pinless/vmm/kvm/msi_router.h"
-#include "dma/dma_pieces.h"
-#include "dma/guest_dma.h"
+#include "dma/default_domain.h"
 #include "dma/mock_device.h"
 #include "dma/page_request.h"
 
@@ -43,6 +44,36 @@ Result<Located> locate(const VmConfig::VfioDevice& spec) {
   return l;
 }
 
+// "VmPin:    123 kB" -> 123 (kB); 0 when absent.
+uint64_t proc_status_kb(const char* key) {
+  std::ifstream in("/proc/self/status");
+  std::string line;
+  const std::string prefix = std::string(key) + ":";
+  while (std::getline(in, line)) {
+    if (line.rfind(prefix, 0) == 0) return std::strtoull(line.c_str() + prefix.size(), nullptr, 10);
+  }
+  return 0;
+}
+
+// After the DMA domain is gone: what the backend and the kernel still count as pinned (0).
+void log_dma_released(const iommu::DmaBackend& backend) {
+  logger("dma")->info("dma: released all mappings: pinned {} B, VmPin {} kB, VmLck {} kB", backend.mapped_bytes(),
+                      proc_status_kb("VmPin"), proc_status_kb("VmLck"));
+}
+
+// The domain's steps into the timeline, its steady_clock times as microseconds since start.
+void add_phases(Timeline& timeline, const std::vector<iommu::DmaPhase>& phases) {
+  using std::chrono::duration_cast;
+  using std::chrono::microseconds;
+  const uint64_t now_us = us_since_start();
+  const auto now = std::chrono::steady_clock::now();
+  for (const auto& p : phases) {
+    uint64_t start_us = now_us - uint64_t(duration_cast<microseconds>(now - p.start).count());
+    timeline.add_phase(p.name, start_us, uint64_t(duration_cast<microseconds>(p.end - p.start).count()),
+                       Timeline::Attrs(p.attrs.begin(), p.attrs.end()));
+  }
+}
+
 }  // namespace
 
 struct VfioSetup::Impl {
@@ -51,7 +82,7 @@ struct VfioSetup::Impl {
   std::unique_ptr<iommu::IommufdBackend> ioas;
   std::unique_ptr<iommu::Type1Backend> container;
   iommu::DmaBackend* backend = nullptr;
-  std::unique_ptr<GuestDma> dma;
+  std::unique_ptr<iommu::DmaDomain> dma;
   std::unique_ptr<MsiRouter> router;
   std::optional<vfio::KvmVfio> kvm_vfio;
   std::vector<std::shared_ptr<vfio::VfioPciDevice>> devices;
@@ -69,15 +100,16 @@ struct VfioSetup::Impl {
     devices.clear();
     kvm_vfio.reset();
     router.reset();
-    dma.reset();  // fault windows and pins unmapped, HWPTs and fault queue destroyed
+    if (dma) {
+      dma.reset();  // fault windows and pins unmapped, HWPTs and fault queue destroyed
+      log_dma_released(*backend);
+    }
   }
 };
 
 VfioSetup::VfioSetup(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
 VfioSetup::~VfioSetup() = default;
 
-size_t VfioSetup::device_count() const { return impl_->devices.size(); }
-uint64_t VfioSetup::pinned_bytes() const { return impl_->backend ? impl_->backend->mapped_bytes() : 0; }
 int VfioSetup::fault_fd() const { return impl_->dma ? impl_->dma->fault_fd() : -1; }
 Result<bool> VfioSetup::on_fault_readable() { return impl_->dma ? impl_->dma->on_fault_readable() : false; }
 
@@ -148,11 +180,11 @@ Result<std::unique_ptr<VfioSetup>> VfioSetup::create(const VmConfig& config, Vm&
   }
 
   // Mock devices (tests): onto our IOAS first, so its usable IOVA ranges reflect them.
-  std::vector<DmaDeviceRef> refs;
+  std::vector<iommu::DmaDevice> refs;
   for (const auto& mock : config.dma.mocks) {
     int fd = impl->iommufd->fd();
     PINLESS_TRY_VOID(mock_domain_replace(sys, fd, mock.stdev, impl->ioas->ioas_id()));
-    DmaDeviceRef r;
+    iommu::DmaDevice r;
     r.name = fmt::format("mock device {}", mock.idev);
     r.dev_id = mock.idev;
     r.can_fault = true;
@@ -169,7 +201,7 @@ Result<std::unique_ptr<VfioSetup>> VfioSetup::create(const VmConfig& config, Vm&
   // before any vCPU runs; dma=fault regions mapped on demand through the fault queue.
   for (auto& dev : opened) {
     vfio::VfioDevice* d = dev.get();
-    DmaDeviceRef r;
+    iommu::DmaDevice r;
     r.name = d->name();
     r.dev_id = d->devid();
     auto pri = page_request_support([d](uint16_t off) {
@@ -187,8 +219,15 @@ Result<std::unique_ptr<VfioSetup>> VfioSetup::create(const VmConfig& config, Vm&
     }
     refs.push_back(std::move(r));
   }
-  impl->dma = PINLESS_TRY(GuestDma::create(sys, *impl->backend, impl->ioas.get(), std::move(refs),
-                                           plan_dma_pieces(memory.regions(), config.dma), config.dma, timeline));
+  std::vector<iommu::DmaPhase> phases;
+  auto dma = iommu::DmaDomain::create(sys, *impl->backend, std::move(refs),
+                                      dma_domain_policy(memory.regions(), config.dma), &phases);
+  add_phases(timeline, phases);
+  if (!dma) {
+    log_dma_released(*impl->backend);  // a failed domain undid what it had done
+    return std::unexpected(std::move(dma.error()));
+  }
+  impl->dma = std::move(*dma);
 
   // 4. Guest-facing devices.
   impl->router = std::make_unique<MsiRouter>(sys, vm.fd());

@@ -3,12 +3,14 @@
 //   1. locate each device (sysfs), pick ONE DMA backend for the VM (iommufd IOAS or a type1
 //      container, --iommu-backend / --iommufd-fd),
 //   2. open each device on it (cdev bind+attach, or group), reset it    (phase vfio_reset),
-//   3. pin all guest RAM at IOVA = GPA, one PinnedRegion per RAM region (phase pin_region),
+//   3. the VM's DMA domain: guest RAM at IOVA = GPA, pinned or fault-driven per --ram-region
+//      (iommu::DmaDomain; phases dma_fault_setup, pin_region),
 //   4. virtualise config space, mmap BARs, assign BAR addresses, eventfds + GSIs per vector,
 //      register with the KVM VFIO device                                (phase vfio_bars),
 //   5. attach() puts the devices on the guest's PCI bus.
-// Owns the backend, pins, MSI router and devices; teardown (destructor) runs in reverse:
-// devices released and reset first, then the pins unmapped, then the IOAS/container closed.
+// Owns the backend, the DMA domain, MSI router and devices; teardown (destructor) runs in
+// reverse: devices released and reset first, then the domain's mappings undone (one
+// "dma: released all mappings" log line with what stays pinned), then the IOAS/container closed.
 // Borrows Vm, GuestMemory and IoBus (declared before it in the builder). Main thread only.
 #pragma once
 
@@ -37,10 +39,8 @@ class VfioSetup {
 
   // Plugs every device into bus 0 of `root` (lowest free slots).
   [[nodiscard]] Status attach(pci::PciRoot& root);
-  size_t device_count() const;
-  uint64_t pinned_bytes() const;
   // The I/O page fault queue for the main thread's event loop (-1: none), and its handler:
-  // true when it stopped at its budget with work left (run it again; see EventLoop).
+  // true when it stopped at its read budget with work left (run it again; see EventLoop).
   int fault_fd() const;
   [[nodiscard]] Result<bool> on_fault_readable();
   // After the vCPUs stopped: the DMA summary into the timeline ("dma") and the log.

@@ -1,12 +1,13 @@
 // Kernel models for the iommu unit tests, scripted on FakeSys: a small iommufd (objects,
 // IOAS mappings with the real MAP/UNMAP rules, IOVA ranges, options, HWPT, fault queue) and
-// a VFIO type1 container. They check the structs the code passes (size fields, flags) and
+// the fault fd's read/write side. They check the structs the code passes (size fields, flags) and
 // count live objects and mappings, so tests can assert that error paths leave nothing behind.
 // Errors can be injected per ioctl number. Thread-compatible.
 #pragma once
 
 #include <cerrno>
 #include <cstring>
+#include <deque>
 #include <map>
 #include <set>
 #include <vector>
@@ -162,6 +163,61 @@ class FakeIommufd {
   std::map<unsigned long, int> fail_;
   int fd_ = -1;
   uint32_t next_id_ = 1;
+};
+
+// The kernel side of an iommufd fault fd: queued groups, read() hands out whole groups only,
+// write() takes 8-byte responses for groups handed out. Installs itself as the FakeSys
+// read/write handler.
+struct FakeFaultFd {
+  // One read+write fault record at `addr`, the last of its group unless `last` is false.
+  static iommu_hwpt_pgfault record(uint32_t cookie, uint64_t addr, bool last = true, uint32_t dev_id = 3) {
+    iommu_hwpt_pgfault r{};
+    r.flags = last ? IOMMU_PGFAULT_FLAGS_LAST_PAGE : 0;
+    r.dev_id = dev_id;
+    r.perm = IOMMU_PGFAULT_PERM_READ | IOMMU_PGFAULT_PERM_WRITE;
+    r.addr = addr;
+    r.cookie = cookie;
+    return r;
+  }
+
+  std::deque<std::vector<iommu_hwpt_pgfault>> groups;
+  std::vector<iommu_hwpt_page_response> answers;
+  std::set<uint32_t> waiting;
+  int reads = 0, writes = 0;
+  std::set<uint32_t> refuse;  // cookies the kernel rejects with EINVAL
+
+  void install(FakeSys& sys) {
+    sys.on_read([this](int, void* buf, size_t n, off_t) -> ssize_t {
+      reads++;
+      if (n % sizeof(iommu_hwpt_pgfault) != 0) return -ESPIPE;
+      size_t done = 0;
+      while (!groups.empty() && done + groups.front().size() * 40 <= n) {
+        for (auto& r : groups.front()) {
+          std::memcpy(static_cast<uint8_t*>(buf) + done, &r, 40);
+          done += 40;
+        }
+        waiting.insert(groups.front().front().cookie);
+        groups.pop_front();
+      }
+      if (done == 0 && !groups.empty()) return -EINVAL;  // first group does not fit
+      return static_cast<ssize_t>(done);
+    });
+    sys.on_write([this](int, void* buf, size_t n, off_t) -> ssize_t {
+      writes++;
+      if (n % 8 != 0) return -ESPIPE;
+      size_t done = 0;
+      for (; done < n; done += 8) {
+        iommu_hwpt_page_response r;
+        std::memcpy(&r, static_cast<uint8_t*>(buf) + done, 8);
+        if (!waiting.count(r.cookie) || refuse.count(r.cookie) || r.code > 1) {
+          return done ? static_cast<ssize_t>(done) : -EINVAL;
+        }
+        waiting.erase(r.cookie);
+        answers.push_back(r);
+      }
+      return static_cast<ssize_t>(done);
+    });
+  }
 };
 
 }  // namespace pinless::testing

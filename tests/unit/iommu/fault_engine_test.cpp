@@ -18,8 +18,8 @@ FaultRegionSpec region(uint64_t premap, WindowPolicy policy = WindowPolicy::kFor
   s.name = "ram";
   s.gpa = {Gpa(kBase), 256 * kPageSize};
   s.hva = Hva(kHva);
-  s.premap_pages = premap;
-  s.policy = policy;
+  s.fault_policy.premap_pages = premap;
+  s.fault_policy.window = policy;
   s.perm = perm;
   return s;
 }
@@ -170,6 +170,7 @@ TEST_CASE("engine: a failed MAP rolls back bits and charge, and its groups becom
 TEST_CASE("engine: over the pin limit, the least recently faulted window is reclaimed first") {
   PinAccounting acct(12 * kPageSize);
   FaultEngine e(acct);
+  e.set_reclaim(true);
   e.add_region(region(4)).value();
   run(e, {rec(1, 0)});   // A: 0..3
   run(e, {rec(2, 10)});  // B: 10..13
@@ -196,6 +197,7 @@ TEST_CASE("engine: when nothing cold is left the window shrinks to what fits, th
   PinAccounting acct(5 * kPageSize);
   acct.charge_static(2 * kPageSize);  // statically pinned RAM counts toward the cap
   FaultEngine e(acct);
+  e.set_reclaim(true);
   e.add_region(region(4)).value();
   // The first window wants 4 pages, 3 fit; the second group finds no room, and windows
   // faulted in this same batch are never reclaimed for it.
@@ -226,7 +228,7 @@ TEST_CASE("engine: regions must be aligned and disjoint") {
   s.gpa = {Gpa(0x40000123), kPageSize};
   CHECK_FALSE(e.add_region(s));
   s.gpa = {Gpa(0x40000000), kPageSize};
-  s.premap_pages = 0;
+  s.fault_policy.premap_pages = 0;
   CHECK_FALSE(e.add_region(s));
 }
 
@@ -241,10 +243,9 @@ TEST_CASE("engine: take_all_windows returns every mapped window exactly and rele
   CHECK(e.mapped(0).count_set() == 0);
 }
 
-TEST_CASE("engine: with reclaim off a fault over the pin limit is INVALID and nothing is unmapped") {
+TEST_CASE("engine: with reclaim off (the default) a fault over the pin limit is INVALID and nothing is unmapped") {
   PinAccounting acct(8 * kPageSize);
   FaultEngine e(acct);
-  e.set_reclaim(false);
   e.add_region(region(4)).value();
   run(e, {rec(1, 0)});
   run(e, {rec(2, 10)});  // at the limit

@@ -1,15 +1,12 @@
 #include <doctest/doctest.h>
 
-#include <cstring>
-#include <deque>
-#include <set>
-
 #include "fake_iommu.h"
 #include "pinless/iommu/fault_queue.h"
 #include "pinless/iommu/iommufd_backend.h"
 
 using namespace pinless;
 using namespace pinless::iommu;
+using pinless::testing::FakeFaultFd;
 using pinless::testing::FakeIommufd;
 using pinless::testing::FakeSys;
 
@@ -18,61 +15,13 @@ namespace {
 constexpr uint64_t kBase = 0x40000000;
 
 iommu_hwpt_pgfault raw(uint32_t cookie, uint64_t page, bool last = true) {
-  iommu_hwpt_pgfault r{};
-  r.flags = last ? IOMMU_PGFAULT_FLAGS_LAST_PAGE : 0;
-  r.dev_id = 3;
-  r.perm = IOMMU_PGFAULT_PERM_READ | IOMMU_PGFAULT_PERM_WRITE;
-  r.addr = kBase + page * kPageSize;
-  r.cookie = cookie;
-  return r;
+  return FakeFaultFd::record(cookie, kBase + page * kPageSize, last);
 }
-
-// The kernel side of a fault fd: queued groups, read() hands out whole groups only.
-struct FaultFd {
-  std::deque<std::vector<iommu_hwpt_pgfault>> groups;
-  std::vector<iommu_hwpt_page_response> answers;
-  std::set<uint32_t> waiting;
-  int reads = 0, writes = 0;
-  std::set<uint32_t> refuse;  // cookies the kernel rejects with EINVAL
-
-  void install(FakeSys& sys) {
-    sys.on_read([this](int, void* buf, size_t n, off_t) -> ssize_t {
-      reads++;
-      if (n % sizeof(iommu_hwpt_pgfault) != 0) return -ESPIPE;
-      size_t done = 0;
-      while (!groups.empty() && done + groups.front().size() * 40 <= n) {
-        for (auto& r : groups.front()) {
-          std::memcpy(static_cast<uint8_t*>(buf) + done, &r, 40);
-          done += 40;
-        }
-        waiting.insert(groups.front().front().cookie);
-        groups.pop_front();
-      }
-      if (done == 0 && !groups.empty()) return -EINVAL;  // first group does not fit
-      return static_cast<ssize_t>(done);
-    });
-    sys.on_write([this](int, void* buf, size_t n, off_t) -> ssize_t {
-      writes++;
-      if (n % 8 != 0) return -ESPIPE;
-      size_t done = 0;
-      for (; done < n; done += 8) {
-        iommu_hwpt_page_response r;
-        std::memcpy(&r, static_cast<uint8_t*>(buf) + done, 8);
-        if (!waiting.count(r.cookie) || refuse.count(r.cookie) || r.code > 1) {
-          return done ? static_cast<ssize_t>(done) : -EINVAL;
-        }
-        waiting.erase(r.cookie);
-        answers.push_back(r);
-      }
-      return static_cast<ssize_t>(done);
-    });
-  }
-};
 
 struct Rig {
   FakeSys sys;
   FakeIommufd kernel{sys};
-  FaultFd ffd;
+  FakeFaultFd ffd;
   std::unique_ptr<Iommufd> ctx = Iommufd::open(sys).value();
   std::unique_ptr<IommufdBackend> be = IommufdBackend::create(*ctx).value();
   PinAccounting acct;
@@ -85,7 +34,8 @@ struct Rig {
     s.name = "ram";
     s.gpa = {Gpa(kBase), 1024 * kPageSize};
     s.hva = Hva(0x7f0000000000);
-    s.premap_pages = premap;
+    s.fault_policy.premap_pages = premap;
+    s.fault_policy.window = WindowPolicy::kForward;
     engine.add_region(s).value();
   }
 };
@@ -198,6 +148,7 @@ TEST_CASE("queue: a failed MAP answers INVALID and leaves nothing mapped or char
 
 TEST_CASE("queue: reclaim unmaps exactly the cold window's MAP range before mapping") {
   Rig rig(4, 8 * kPageSize);
+  rig.engine.set_reclaim(true);
   FaultQueue q(rig.sys, rig.fd, rig.engine, *rig.be);
   rig.ffd.groups.push_back({raw(1, 0)});
   REQUIRE(q.on_readable());

@@ -87,8 +87,7 @@ Status parse_memory_option(const std::string& value, const HostLimits& host, Mem
 Status parse_device_option(const std::string& value, VmConfig* out) {
   auto items = split(value, ',');
   if (!items.empty() && items[0] == "mock") {
-    if (auto e = parse_mock_device_option(value, &out->dma); !e.empty()) return bad_option(e);
-    return {};
+    return parse_mock_device_option(value, &out->dma);
   }
   if (items.empty() || items[0] != "vfio") {
     return bad_option("--device " + value + ": unknown device; write vfio,host=DDDD:BB:DD.F or "
@@ -273,12 +272,12 @@ CliResult parse_cli(const std::vector<std::string>& args, const HostLimits& host
     if (auto s = parse_device_option(spec, &cfg); !s) return error(s.error().message());
   }
   for (const auto& spec : region_specs) {
-    if (auto e = parse_ram_region_option(spec, &cfg.dma); !e.empty()) return error(e);
+    if (auto st = parse_ram_region_option(spec, &cfg.dma); !st) return error(st.error().message());
   }
-  if (auto e = check_ram_regions(cfg.memory.size, &cfg.dma); !e.empty()) return error(e);
+  if (auto st = check_ram_regions(cfg.memory.size, &cfg.dma); !st) return error(st.error().message());
   cfg.dma.fallback_pin = fallback == "pin";
   if (!pin_limit.empty()) {
-    if (auto e = parse_pin_limit_option(pin_limit, &cfg.dma); !e.empty()) return error(e);
+    if (auto st = parse_pin_limit_option(pin_limit, &cfg.dma); !st) return error(st.error().message());
   }
   if (iommufd_opt->count() > 0) {
     if (iommufd_fd < 0 || iommufd_fd > 1 << 20) {

@@ -14,6 +14,8 @@
 
 namespace pinless::iommu {
 
+class FaultSupport;
+
 // What a device may do to a mapping. Values are bit flags.
 enum class Perm : uint8_t { kRead = 1, kWrite = 2, kReadWrite = 3 };
 
@@ -39,6 +41,8 @@ class DmaBackend {
   // Bytes currently mapped through this backend (what the kernel has pinned for us).
   virtual uint64_t mapped_bytes() const = 0;
   virtual BackendKind kind() const = 0;
+  // Fault-driven DMA on this backend (fault_support.h), or null when it has none (type1).
+  virtual FaultSupport* fault_support() { return nullptr; }
 };
 
 // [start, last] as the kernel reports it (inclusive) -> a half-open Range. A range reaching

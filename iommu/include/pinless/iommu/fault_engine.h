@@ -31,9 +31,7 @@ struct FaultRegionSpec {
   Range<Gpa> gpa;                   // mapped at IOVA = GPA
   Hva hva;                          // host address of gpa.start
   uint64_t page_size = kPageSize;   // backing page size (4K, 2M hugetlb, ...)
-  uint64_t premap_pages = 1;        // window size N
-  WindowPolicy policy = WindowPolicy::kForward;
-  uint64_t max_hint_pages = 512;
+  FaultPolicy fault_policy;         // premap window size N, placement, hint cap
   Perm perm = Perm::kReadWrite;
 };
 
@@ -96,8 +94,8 @@ class FaultEngine {
   size_t region_count() const { return regions_.size(); }
   const FaultRegionSpec& region(uint32_t i) const { return regions_[i].spec; }
   const PageBitmap& mapped(uint32_t i) const { return regions_[i].bitmap; }
-  // Reclaim (default on): at the pin limit, unmap the coldest windows to make room. Off: a
-  // fault that does not fit under the limit is answered INVALID.
+  // Reclaim (default off, as DmaPolicy::reclaim): at the pin limit, unmap the coldest
+  // windows to make room. Off: a fault that does not fit under the limit is answered INVALID.
   void set_reclaim(bool on) { reclaim_ = on; }
 
   // Plans one batch of records (whole groups: a group ends with a LAST_PAGE record or where
@@ -144,7 +142,7 @@ class FaultEngine {
   std::vector<Region> regions_;
   WindowTable windows_;
   uint64_t batch_ = 0;
-  bool reclaim_ = true;
+  bool reclaim_ = false;
   Stats stats_;
   RateLimit warn_limit_;
 };

@@ -4,25 +4,18 @@
 //   aligned: the naturally aligned N-page block (in IOVA space) holding the fault page,
 //            clipped to the region; with N*page a huge-page size the IOMMU can use a large IOPTE
 //   hint:    the fault record's length (bytes from the fault address) when non-zero, capped at
-//            max_hint_pages; a zero length (what kernels send today) falls back to forward
+//            FaultPolicy::max_hint_pages; a zero length (what kernels send today) falls back to forward
 #pragma once
 
 #include <cstdint>
-#include <string>
 
-#include "pinless/base/result.h"
+#include "pinless/iommu/dma_policy.h"
 
 namespace pinless::iommu {
 
-enum class WindowPolicy : uint8_t { kForward, kAligned, kHint };
-Result<WindowPolicy> parse_window_policy(const std::string& text);  // "forward" | "aligned" | "hint"
-const char* window_policy_name(WindowPolicy p);
-
 struct WindowParams {
-  WindowPolicy policy = WindowPolicy::kForward;
-  uint64_t premap_pages = 1;     // N, >= 1
-  uint64_t max_hint_pages = 512; // cap on a device-supplied length (the device is guest-driven)
-  uint64_t page_size = 4096;     // power of two
+  FaultPolicy fault_policy;   // N = premap_pages, the placement, the hint cap
+  uint64_t page_size = 4096;  // power of two
 };
 
 // Pages [first, first + count) relative to the region start.

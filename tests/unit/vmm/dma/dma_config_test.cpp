@@ -13,9 +13,11 @@ using namespace pinless::vmm;
 using iommu::WindowPolicy;
 
 namespace {
+// The line the CLI prints for a failed parse ("" when it succeeded).
+std::string text(const Status& st) { return st ? std::string() : st.error().message(); }
 std::string region_error(const std::string& v) {
   DmaConfig c;
-  return parse_ram_region_option(v, &c);
+  return text(parse_ram_region_option(v, &c));
 }
 bool has(const std::string& text, const std::string& part) { return text.find(part) != std::string::npos; }
 
@@ -35,20 +37,20 @@ struct KernelFile {
 
 TEST_CASE("ram-region: offsets, policy, premap and window parse; defaults are aligned 512") {
   DmaConfig c;
-  REQUIRE(parse_ram_region_option("1G:3G,dma=fault,premap=16,window=forward", &c).empty());
-  REQUIRE(parse_ram_region_option("0:1G,dma=pin", &c).empty());
-  REQUIRE(parse_ram_region_option("4G:512M,dma=fault", &c).empty());
+  REQUIRE(parse_ram_region_option("1G:3G,dma=fault,premap=16,window=forward", &c));
+  REQUIRE(parse_ram_region_option("0:1G,dma=pin", &c));
+  REQUIRE(parse_ram_region_option("4G:512M,dma=fault", &c));
   REQUIRE(c.regions.size() == 3);
   CHECK(c.regions[0].offset == kGiB);
   CHECK(c.regions[0].size == 3 * kGiB);
   CHECK(c.regions[0].fault);
-  CHECK(c.regions[0].premap_pages == 16);
-  CHECK(c.regions[0].window == WindowPolicy::kForward);
+  CHECK(c.regions[0].fault_policy.premap_pages == 16);
+  CHECK(c.regions[0].fault_policy.window == WindowPolicy::kForward);
   CHECK_FALSE(c.regions[1].fault);
-  CHECK(c.regions[2].premap_pages == kDefaultPremapPages);
-  CHECK(c.regions[2].window == WindowPolicy::kAligned);
+  CHECK(c.regions[2].fault_policy.premap_pages == 512);  // the CLI's defaults: 512 pages, aligned
+  CHECK(c.regions[2].fault_policy.window == WindowPolicy::kAligned);
   CHECK(c.any_fault());
-  REQUIRE(check_ram_regions(5 * kGiB, &c).empty());
+  REQUIRE(check_ram_regions(5 * kGiB, &c));
   CHECK(c.regions[0].offset == 0);  // sorted
   CHECK(c.regions[2].offset == 4 * kGiB);
 }
@@ -65,13 +67,15 @@ TEST_CASE("ram-region: each mistake gets its own message") {
   CHECK(has(region_error("0:1G,dma=fault,window=backward"), "forward, aligned or hint"));
   CHECK(has(region_error("0:1G,dma=pin,premap=4"), "dma=fault regions only"));
   CHECK(has(region_error("0:1G,dma=fault,color=red"), "unknown key 'color'"));
+  // The whole line, as the CLI prints it after "pinless: ".
+  CHECK(region_error("0:1G,dma=maybe") == "--ram-region 0:1G,dma=maybe: dma=maybe is not pin or fault");
 }
 
 TEST_CASE("ram-region: regions must fit in RAM, be 4K aligned and disjoint") {
   auto check = [](std::vector<std::string> specs, uint64_t mem) {
     DmaConfig c;
-    for (const auto& s : specs) REQUIRE(parse_ram_region_option(s, &c).empty());
-    return check_ram_regions(mem, &c);
+    for (const auto& s : specs) REQUIRE(parse_ram_region_option(s, &c));
+    return text(check_ram_regions(mem, &c));
   };
   CHECK(check({"0:1G,dma=pin", "1G:1G,dma=fault"}, 2 * kGiB).empty());
   CHECK(has(check({"1G:2G,dma=fault"}, 2 * kGiB), "beyond"));
@@ -83,24 +87,25 @@ TEST_CASE("ram-region: regions must fit in RAM, be 4K aligned and disjoint") {
 
 TEST_CASE("pin-limit and mock device options") {
   DmaConfig c;
-  REQUIRE(parse_pin_limit_option("1G", &c).empty());
+  REQUIRE(parse_pin_limit_option("1G", &c));
   CHECK(c.pin_limit == kGiB);
   CHECK_FALSE(c.reclaim);
-  REQUIRE(parse_pin_limit_option("256M,reclaim=on", &c).empty());
+  REQUIRE(parse_pin_limit_option("256M,reclaim=on", &c));
   CHECK(c.pin_limit == 256 * kMiB);
   CHECK(c.reclaim);
-  CHECK(has(parse_pin_limit_option("0", &c), "give a size"));
-  CHECK(has(parse_pin_limit_option("lots", &c), "give a size"));
-  CHECK(has(parse_pin_limit_option("1G,reclaim=maybe", &c), "reclaim=on"));
+  CHECK(text(parse_pin_limit_option("0", &c)) ==
+        "--pin-limit 0: give a size like 1G (the most guest RAM this VM may pin)");
+  CHECK(has(text(parse_pin_limit_option("lots", &c)), "give a size"));
+  CHECK(has(text(parse_pin_limit_option("1G,reclaim=maybe", &c)), "reclaim=on"));
 
-  REQUIRE(parse_mock_device_option("mock,idev=3,stdev=2,home=1", &c).empty());
+  REQUIRE(parse_mock_device_option("mock,idev=3,stdev=2,home=1", &c));
   REQUIRE(c.mocks.size() == 1);
   CHECK(c.mocks[0].idev == 3);
   CHECK(c.mocks[0].stdev == 2);
   CHECK(c.mocks[0].home == 1);
-  CHECK(has(parse_mock_device_option("mock,idev=3,stdev=2", &c), "needs idev=, stdev= and home="));
-  CHECK(has(parse_mock_device_option("mock,idev=0,stdev=2,home=1", &c), "nonzero"));
-  CHECK(has(parse_mock_device_option("mock,idev=3,stdev=2,home=1,x=4", &c), "unknown key"));
+  CHECK(has(text(parse_mock_device_option("mock,idev=3,stdev=2", &c)), "needs idev=, stdev= and home="));
+  CHECK(has(text(parse_mock_device_option("mock,idev=0,stdev=2,home=1", &c)), "nonzero"));
+  CHECK(has(text(parse_mock_device_option("mock,idev=3,stdev=2,home=1,x=4", &c)), "unknown key"));
 }
 
 TEST_CASE("cli: --ram-region, --dma-fallback, --pin-limit and --device mock reach the config") {
@@ -112,7 +117,7 @@ TEST_CASE("cli: --ram-region, --dma-fallback, --pin-limit and --device mock reac
   REQUIRE(r.action == CliResult::Action::kRun);
   REQUIRE(r.config.dma.regions.size() == 2);
   CHECK(r.config.dma.regions[0].offset == 0);
-  CHECK(r.config.dma.regions[1].premap_pages == 64);
+  CHECK(r.config.dma.regions[1].fault_policy.premap_pages == 64);
   CHECK(r.config.dma.fallback_pin);
   CHECK(r.config.dma.pin_limit == 2 * kGiB);
   CHECK(r.config.dma.reclaim);
@@ -126,9 +131,12 @@ TEST_CASE("cli: --ram-region, --dma-fallback, --pin-limit and --device mock reac
   auto e = parse_cli({"run", "--kernel", k.path, "--device", "mock,idev=3,stdev=2,home=1"}, host);
   REQUIRE(e.action == CliResult::Action::kError);
   CHECK(has(e.text, "--iommufd-fd"));
+  auto m = parse_cli({"run", "--kernel", k.path, "--iommufd-fd", "5", "--device", "mock,idev=3"}, host);
+  REQUIRE(m.action == CliResult::Action::kError);
+  CHECK(m.text == "--device mock,idev=3: a mock device needs idev=, stdev= and home= (ids from IOMMU_TEST_OP_MOCK_DOMAIN)");
   auto big = parse_cli({"run", "--kernel", k.path, "--memory", "1G", "--ram-region", "512M:1G,dma=fault"}, host);
   REQUIRE(big.action == CliResult::Action::kError);
-  CHECK(has(big.text, "beyond"));
+  CHECK(big.text == "--ram-region 512M:1G: ends beyond the guest's 1G of RAM; shrink it or raise --memory");
   auto fb = parse_cli({"run", "--kernel", k.path, "--dma-fallback", "maybe"}, host);
   CHECK(fb.action == CliResult::Action::kError);
 }

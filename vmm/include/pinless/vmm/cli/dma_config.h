@@ -1,7 +1,8 @@
 // DmaConfig: how guest RAM is made reachable for DMA by assigned devices -- the per-region
 // policy (--ram-region), what to do when fault-driven DMA is impossible (--dma-fallback), the
 // pin cap (--pin-limit) and test-only IOMMUFD_TEST mock devices (--device mock,...). Plain
-// data plus pure parsers (unit-tested); each error is one line naming the problem and the fix.
+// data plus pure parsers (unit-tested); each error's message() is one line naming the option,
+// the problem and the fix, exactly what the CLI prints.
 // See docs/dma.md for the syntax and the semantics.
 #pragma once
 
@@ -9,14 +10,10 @@
 #include <string>
 #include <vector>
 
-#include "pinless/iommu/fault_window.h"
+#include "pinless/base/result.h"
+#include "pinless/iommu/dma_policy.h"
 
 namespace pinless::vmm {
-
-// Pages of 4 KiB mapped per fault when a fault region gives no premap= (2 MiB: one large
-// IOPTE with the aligned window, and the 2021 kernel attempt's 512-page PREMAP_LEN).
-constexpr uint64_t kDefaultPremapPages = 512;
-constexpr uint64_t kMaxPremapPages = 1u << 18;  // 1 GiB windows at most
 
 // One --ram-region: bytes [offset, offset + size) of guest RAM, counted as --memory counts
 // them (the 32-bit PCI hole is not part of RAM, so offsets do not move when RAM is split).
@@ -24,8 +21,7 @@ struct RamRegionConfig {
   uint64_t offset = 0;
   uint64_t size = 0;
   bool fault = false;  // dma=fault (else dma=pin)
-  uint64_t premap_pages = kDefaultPremapPages;
-  iommu::WindowPolicy window = iommu::WindowPolicy::kAligned;
+  iommu::FaultPolicy fault_policy;  // premap=, window= (defaults: iommu::FaultPolicy's)
   uint64_t end() const { return offset + size; }
 };
 
@@ -48,13 +44,13 @@ struct DmaConfig {
 };
 
 // "OFFSET:SIZE,dma=pin|fault[,premap=N][,window=forward|aligned|hint]". Appends to out.
-std::string parse_ram_region_option(const std::string& value, DmaConfig* out);
+Status parse_ram_region_option(const std::string& value, DmaConfig* out);
 // Checks the regions against the guest RAM size (inside RAM, 4 KiB aligned, disjoint) and
 // sorts them. Call after --memory is known.
-std::string check_ram_regions(uint64_t memory_size, DmaConfig* dma);
+Status check_ram_regions(uint64_t memory_size, DmaConfig* dma);
 // "SIZE[,reclaim=on|off]".
-std::string parse_pin_limit_option(const std::string& value, DmaConfig* out);
+Status parse_pin_limit_option(const std::string& value, DmaConfig* out);
 // "mock,idev=I,stdev=S,home=H" (the leading "mock" included).
-std::string parse_mock_device_option(const std::string& value, DmaConfig* out);
+Status parse_mock_device_option(const std::string& value, DmaConfig* out);
 
 }  // namespace pinless::vmm

@@ -1,27 +1,31 @@
-#include "dma_pieces.h"
+#include "default_domain.h"
 
 #include <algorithm>
 
 namespace pinless::vmm {
 
-std::vector<DmaPiece> plan_dma_pieces(std::span<const MemoryRegion> ram, const DmaConfig& cfg) {
-  std::vector<DmaPiece> out;
+iommu::DmaPolicy dma_domain_policy(std::span<const MemoryRegion> ram, const DmaConfig& cfg) {
+  iommu::DmaPolicy out;
+  out.fallback_pin = cfg.fallback_pin;
+  out.pin_limit = cfg.pin_limit;
+  out.reclaim = cfg.reclaim;
   uint64_t base = 0;  // RAM offset of the current region's start
   for (const auto& region : ram) {
     const uint64_t end = base + region.gpa.size;
     uint64_t at = base;
     auto emit = [&](uint64_t from, uint64_t to, const RamRegionConfig* rc) {
       if (from >= to) return;
-      DmaPiece p;
-      p.gpa = {Gpa(region.gpa.start.value() + (from - base)), to - from};
-      p.hva = region.hva() + (from - base);
-      p.ram_offset = from;
+      iommu::DmaRegion r;
+      r.gpa = Gpa(region.gpa.start.value() + (from - base));
+      r.iova = {Iova(r.gpa.value()), to - from};  // IOVA = GPA
+      r.hva = region.hva() + (from - base);
+      r.name = "ram";
+      r.offset = from;
       if (rc != nullptr) {
-        p.fault = rc->fault;
-        p.premap_pages = rc->premap_pages;
-        p.window = rc->window;
+        r.fault = rc->fault;
+        r.fault_policy = rc->fault_policy;
       }
-      out.push_back(p);
+      out.regions.push_back(r);
     };
     for (const auto& rc : cfg.regions) {  // sorted, disjoint (check_ram_regions)
       uint64_t from = std::max(rc.offset, at), to = std::min(rc.end(), end);
