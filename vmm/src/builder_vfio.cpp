@@ -93,7 +93,10 @@ struct VfioSetup::Impl {
     // really unbinds it from the IOAS/container. Then devices (irqs off, reset, close)
     // before the pins and the backend.
     if (kvm_vfio) {
-      for (int fd : kvm_files) (void)kvm_vfio->remove_file(fd);
+      for (int fd : kvm_files) {
+        // Teardown goes on: the reference goes when the VM fd closes, only later.
+        if (auto st = kvm_vfio->remove_file(fd); !st) logger("vfio")->warn("teardown: {}", st.error().message());
+      }
     }
     if (dma) dma->release_devices();  // off the fault HWPTs, so those can be destroyed
     for (auto& d : devices) d->shutdown();

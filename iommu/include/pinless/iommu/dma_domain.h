@@ -74,7 +74,8 @@ class DmaDomain {
   // Moves every device off the domain's HWPTs (DmaDevice::detach). The owner calls it before
   // closing its devices; idempotent (the destructor calls it too).
   void release_devices();
-  // The fault fd to poll (level-triggered), or -1 without fault regions.
+  // The fault fd for the owner's event loop (level-triggered readiness), or -1 without fault
+  // regions.
   int fault_fd() const;
   // Serves what is queued (never blocks). True: it stopped at its read budget and the queue
   // may hold more (call again after other work). An error means the fault fd itself failed.
