@@ -1,0 +1,205 @@
+// pinless_fault_mock: the checks of a run while pinless serves faults (see pinless_fault_mock.h).
+#include <deque>
+
+#include "pinless_fault_mock.h"
+
+namespace pinless::testbed::fault_mock {
+
+void Run::check_pin_region() {
+  int e = 0;
+  auto away = ranges(home_, &e);
+  check(!e && !same(away, home_attached_), name("device-moved"),
+        "home ioas %u ranges while pinless runs: %s (with the device attached: %s)", home_,
+        e ? std::strerror(e) : text(away).c_str(), text(home_attached_).c_str());
+  bool pinned = mapped(kPinStart, kPinEnd - kPinStart);
+  int below = ioas_covered(0, kPage);
+  long kb = vmpin();
+  long want = long((kPinEnd - kPinStart) / 1024);
+  check(pinned && below == ENOENT && kb == want, name("pin-region"),
+        "0x%llx..0x%llx in the mock page table of hwpt %u: %s; GPA 0 (below the mock aperture) %s; pinless VmPin %ld kB "
+        "before any fault (want %ld)",
+        ull(kPinStart), ull(kPinEnd - 1), hwpt_, pinned ? "mapped" : "NOT MAPPED",
+        below == ENOENT ? "unmapped" : below ? std::strerror(below) : "MAPPED", kb, want);
+}
+
+// Sequential 4 MiB touch in 4 KiB steps from a 2 MiB aligned start; a page faults only if the
+// mock page table does not translate it.
+void Run::touch(const Region& g) {
+  long kb0 = vmpin();
+  uint64_t start = g.gpa + kTouchOffset, faults = 0, t0 = now_us();
+  bool first_ok = false;
+  std::string first;
+  for (uint64_t off = 0; off < kTouchBytes; off += kPage) {
+    if (mapped(start + off, kPage)) continue;
+    Span w = fault(g, start + off);
+    if (++faults == 1) first = exact(w, &first_ok);
+  }
+  uint64_t ms = (now_us() - t0) / 1000;
+  long kb = vmpin_reaching(kb0 + long(kTouchBytes / 1024)) - kb0;
+  uint64_t want = kTouchBytes / kPage / g.premap;
+  bool all = mapped(start, kTouchBytes);
+  check(faults == want && first_ok && all && uint64_t(kb) == kTouchBytes / 1024, name("touch-premap-" + std::to_string(g.premap)),
+        "4 MiB at 0x%llx: %llu faults (want %llu), %llu ms; first fault mapped exactly %s; all 4 MiB mapped: %s; VmPin "
+        "+%ld kB (want +%llu)",
+        ull(start), ull(faults), ull(want), ull(ms), first.c_str(), all ? "yes" : "NO", kb, ull(kTouchBytes / 1024));
+}
+
+// Exact windows: a fault at an unaligned address mid-region, and one two pages before the
+// region end (the window must stop at the region boundary; the next region's first page
+// stays unmapped).
+void Run::windows(const Region& g) {
+  long kb0 = vmpin();
+  bool ok1 = false, ok2 = false;
+  uint64_t a1 = g.gpa + kProbeOffset, a2 = g.gpa + g.size - 2 * kPage;
+  Span w1 = fault(g, a1);
+  std::string s1 = exact(w1, &ok1);
+  Span w2 = fault(g, a2);
+  std::string s2 = exact(w2, &ok2);
+  uint64_t want = (w1.count() + w2.count()) * kPage / 1024;
+  long kb = vmpin_reaching(kb0 + long(want)) - kb0;
+  check(ok1 && ok2 && w2.end * kPage <= g.gpa + g.size && uint64_t(kb) == want, name("window-premap-" + std::to_string(g.premap)),
+        "fault at 0x%llx mapped exactly %s; fault at 0x%llx mapped exactly %s; VmPin +%ld kB (want +%llu)", ull(a1),
+        s1.c_str(), ull(a2), s2.c_str(), kb, ull(want));
+}
+
+// Thousands of faults at distinct, non-adjacent pages, triggered back to back from this one
+// thread; then every page must get mapped within a bounded time.
+void Run::burst(const Region& g) {
+  long kb0 = vmpin();
+  uint64_t base = g.gpa + kBurstOffset, t0 = now_us();
+  for (unsigned i = 0; i < kBurst; ++i) trigger(base + i * kBurstStride * kPage);
+  uint64_t t1 = now_us();
+  unsigned done = 0;
+  bool drained = poll_until(
+      [&] {
+        while (done < kBurst && mapped(base + done * kBurstStride * kPage, kPage)) done++;
+        return done == kBurst;
+      },
+      kBurstMs);
+  uint64_t t2 = now_us();
+  for (unsigned i = 0; i < done; ++i) {
+    uint64_t p = (base / kPage) + i * kBurstStride;
+    if (!model_[p]) set_model(p, true), fault_pages_++;
+  }
+  peak_pages_ = std::max(peak_pages_, model_pages_);
+  unsigned gaps_mapped = 0;
+  for (unsigned i = 0; i + 1 < kBurst; ++i)
+    for (uint64_t k = 1; k < kBurstStride; ++k)
+      if (ioas_covered(base + (i * kBurstStride + k) * kPage, kPage) != ENOENT) gaps_mapped++;
+  long kb = vmpin_reaching(kb0 + long(kBurst * kPage / 1024)) - kb0;
+  check(drained && gaps_mapped == 0 && uint64_t(kb) == kBurst * kPage / 1024, name("burst"),
+        "%u TRIGGER_IOPF over 0x%llx..0x%llx (every %llu pages) in %llu ms; %u of %u pages mapped after %llu ms (limit %d "
+        "ms); %u of the %u pages between them mapped (want 0); VmPin +%ld kB (want +%llu)",
+        kBurst, ull(base), ull(base + uint64_t(kBurst) * kBurstStride * kPage - 1), ull(kBurstStride),
+        ull((t1 - t0) / 1000), done, kBurst, ull((t2 - t1) / 1000), kBurstMs, gaps_mapped,
+        (kBurst - 1) * unsigned(kBurstStride - 1), kb, ull(kBurst * kPage / 1024));
+  if (!drained) abort_run("burst not drained");
+}
+
+// A fault at an IOVA in the mock aperture but outside guest RAM maps nothing. A fault after it
+// (same queue, answered in order) tells when pinless has dealt with it.
+void Run::outside_ram(const Region& g) {
+  long kb0 = vmpin();
+  trigger(kOutsideRam);
+  invalid_++;
+  uint64_t sentinel = g.gpa + g.size - 64 * kPage;
+  fault(g, sentinel);
+  int e = ioas_covered(kOutsideRam, kPage), control = ioas_covered(sentinel, kPage);
+  long kb = vmpin_reaching(kb0 + 4) - kb0;
+  check(e == ENOENT && control == 0 && kb == 4, name("outside-ram"),
+        "fault at 0x%llx (512M RAM): pinless's IOAS there %s (IOAS_COPY probe; the same probe on the fault at 0x%llx "
+        "after it: %s); VmPin +%ld kB (want +4, the second fault only)",
+        ull(kOutsideRam), e == ENOENT ? "unmapped (ENOENT)" : e ? std::strerror(e) : "MAPPED", ull(sentinel),
+        control ? std::strerror(control) : "mapped", kb);
+}
+
+// --pin-limit 49M,reclaim=on: 48 MiB of static pins leave room for 16 aligned 64 KiB windows.
+// 64 windows faulted one after the other: from the 17th on each evicts the least recently
+// faulted one, VmPin never exceeds the cap, and only the newest 16 stay mapped. A device
+// touching an evicted page faults again and gets it back, evicting the then oldest window.
+void Run::reclaim(const Region& g) {
+  const uint64_t win = g.premap * kPage, start = g.gpa + kTouchOffset;
+  const long cap_kb = long(kPinLimit / 1024);
+  std::deque<Span> lru;
+  long peak = 0;
+  auto fault_lru = [&](uint64_t addr) {
+    if (lru.size() == kRoomWindows) {  // what pinless must evict to make room
+      for (uint64_t p = lru.front().first; p < lru.front().end; ++p) set_model(p, false);
+      reclaims_++;
+      pages_reclaimed_ += lru.front().count();
+      lru.pop_front();
+    }
+    lru.push_back(fault(g, addr));
+    peak = std::max(peak, vmpin());
+  };
+  uint64_t t0 = now_us();
+  for (uint64_t i = 0; i < 64; ++i) fault_lru(start + i * win);
+  uint64_t ms = (now_us() - t0) / 1000;
+  bool newest = ioas_covered(start + 48 * win, 16 * win) == 0, older = none_mapped(start, 48 * win);
+  long kb = vmpin_reaching(cap_kb);
+  check(newest && older && peak <= cap_kb && kb == cap_kb, name("reclaim"),
+        "64 windows of %llu kB faulted at 0x%llx.. in %llu ms with room for %llu: newest 16 mapped: %s, the 48 before "
+        "them unmapped: %s; VmPin peak %ld kB, now %ld kB (cap %ld kB)",
+        ull(win / 1024), ull(start), ull(ms), ull(kRoomWindows), newest ? "yes" : "NO", older ? "yes" : "NO", peak, kb,
+        cap_kb);
+  fault_lru(start + 5 * kPage);  // in the first window, evicted long ago
+  bool back = ioas_covered(start, win) == 0, evicted = none_mapped(start + 48 * win, win);
+  kb = vmpin_reaching(cap_kb);
+  check(back && evicted && kb == cap_kb, name("reclaim-refault"),
+        "a fault in the evicted window 0x%llx mapped it again: %s; the then oldest window 0x%llx evicted: %s; VmPin %ld "
+        "kB (cap %ld kB)",
+        ull(start), back ? "yes" : "NO", ull(start + 48 * win), evicted ? "yes" : "NO", kb, cap_kb);
+}
+
+// --pin-limit 49M,reclaim=off: 16 windows fit; the 17th fault is refused and maps nothing.
+// pinless warns with the fault's IOVA when it refuses it; that line says it has been handled.
+void Run::limit(const Region& g) {
+  const uint64_t win = g.premap * kPage, start = g.gpa + kTouchOffset;
+  const long cap_kb = long(kPinLimit / 1024);
+  for (uint64_t i = 0; i < kRoomWindows; ++i) fault(g, start + i * win);
+  long full = vmpin_reaching(cap_kb);
+  uint64_t over = start + kRoomWindows * win;
+  trigger(over);
+  invalid_++;
+  over_limit_++;
+  char hex[32];
+  std::snprintf(hex, sizeof hex, "0x%llx", ull(over));
+  std::string warned = pinless_.wait_line(pinless_.err_path(), hex, 5000);
+  if (!pinless_.running()) abort_run("pinless exited (%s)", pinless_.status_text().c_str());
+  bool unmapped = none_mapped(over, win);
+  long kb = vmpin();
+  check(full == cap_kb && unmapped && kb == cap_kb, name("limit"),
+        "16 windows of %llu kB filled the cap: VmPin %ld kB (cap %ld kB); the next fault at 0x%llx mapped nothing: %s, "
+        "VmPin %ld kB; pinless said: %s",
+        ull(win / 1024), full, cap_kb, ull(over), unmapped ? "yes" : "NO", kb,
+        warned.empty() ? "(no line with the IOVA within 5 s)" : warned.c_str());
+}
+
+// pinless's IOAS holds exactly what this program expects, page by page over all guest RAM
+// (runs of expected pages copied whole, every other page probed alone), and VmPin says the same.
+void Run::ioas_state() {
+  uint64_t t0 = now_us(), wrong = 0, first_wrong = ~0ull, mapped_pages = 0;
+  for (uint64_t p = 0; p < kRamPages;) {
+    uint64_t q = p;
+    while (q < kRamPages && model_[q] == model_[p]) q++;
+    if (model_[p]) {
+      mapped_pages += q - p;
+      if (ioas_covered(p * kPage, (q - p) * kPage) != 0) wrong++, first_wrong = std::min(first_wrong, p);
+    } else {
+      for (uint64_t r = p; r < q; ++r)
+        if (ioas_covered(r * kPage, kPage) != ENOENT) wrong++, first_wrong = std::min(first_wrong, r);
+    }
+    p = q;
+  }
+  if (ioas_covered(kOutsideRam, kPage) != ENOENT) wrong++;
+  long want = long(mapped_pages * kPage / 1024);
+  long kb = vmpin_reaching(want);
+  char where[64] = "";
+  if (wrong) std::snprintf(where, sizeof where, " (first at 0x%llx)", ull(first_wrong * kPage));
+  check(wrong == 0 && kb == want, name("ioas-state"),
+        "pinless's IOAS maps exactly the %llu expected pages of 512M RAM (pin region 48 MiB + %llu by faults), %llu "
+        "mismatches%s, %llu ms; VmPin %ld kB (want %ld)",
+        ull(mapped_pages), ull(mapped_pages - (kPinEnd - kPinStart) / kPage), ull(wrong), where, ull((now_us() - t0) / 1000), kb, want);
+}
+
+}  // namespace pinless::testbed::fault_mock
