@@ -5,13 +5,13 @@
 
 #include <linux/vfio.h>
 
-#include <initializer_list>
 #include <map>
 #include <memory>
 #include <optional>
 #include <vector>
 
 #include "fake_vfio.h"
+#include "fakes/fake_kvm.h"
 #include "pinless/base/linux_kvm.h"
 #include "pinless/vfio/vfio_pci_device.h"
 #include "pinless/vmm/io_bus.h"
@@ -37,15 +37,7 @@ struct Rig {
   std::vector<kvm_irq_routing_entry> last_routes;
 
   Rig() {
-    sys.on_open("/dev/kvm");
-    sys.on_ioctl(KVM_GET_API_VERSION, [](int, unsigned long, void*) { return 12; });
-    sys.on_ioctl(KVM_CHECK_EXTENSION, [](int, unsigned long, void*) { return 1; });
-    sys.on_ioctl(KVM_GET_VCPU_MMAP_SIZE, [](int, unsigned long, void*) { return 3 * 4096; });
-    sys.on_ioctl(KVM_CREATE_VM, [this](int, unsigned long, void*) { return sys.new_fd(); });
-    for (unsigned long req : std::initializer_list<unsigned long>{KVM_SET_TSS_ADDR, KVM_SET_IDENTITY_MAP_ADDR,
-                                                                  KVM_CREATE_IRQCHIP, KVM_CREATE_PIT2}) {
-      sys.on_ioctl(req, [](int, unsigned long, void*) { return 0; });
-    }
+    script_kvm_vm(sys);
     sys.on_ioctl(KVM_SET_USER_MEMORY_REGION, [this](int, unsigned long, void* a) {
       auto* mr = static_cast<kvm_userspace_memory_region*>(a);
       if (mr->memory_size == 0) {

@@ -87,4 +87,18 @@ Status Vm::remove_irqfd(int event_fd, uint32_t gsi) {
   return {};
 }
 
+Status Vm::add_ioeventfd(int event_fd, Gpa addr, uint32_t len) { return ioeventfd(event_fd, addr, len, true); }
+
+Status Vm::remove_ioeventfd(int event_fd, Gpa addr, uint32_t len) { return ioeventfd(event_fd, addr, len, false); }
+
+Status Vm::ioeventfd(int event_fd, Gpa addr, uint32_t len, bool assign) {
+  kvm_ioeventfd req{};
+  req.addr = addr.value();
+  req.len = len;
+  req.fd = event_fd;
+  if (!assign) req.flags = KVM_IOEVENTFD_FLAG_DEASSIGN;
+  PINLESS_TRY_VOID(sys_ioctl(*sys_, fd(), KVM_IOEVENTFD, &req, assign ? "KVM_IOEVENTFD" : "KVM_IOEVENTFD deassign"));
+  return {};
+}
+
 }  // namespace pinless::vmm

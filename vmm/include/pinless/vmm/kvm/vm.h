@@ -38,9 +38,14 @@ class Vm final : public pci::MemorySlots {
   // level-triggered irqfd (KVM_IRQFD_FLAG_RESAMPLE).
   [[nodiscard]] Status add_irqfd(int event_fd, uint32_t gsi, int resample_fd = -1);
   [[nodiscard]] Status remove_irqfd(int event_fd, uint32_t gsi);
+  // KVM_IOEVENTFD: a guest write of `len` bytes (1, 2, 4 or 8) to MMIO `addr` signals
+  // `event_fd` inside KVM instead of exiting to pinless; remove with the same arguments.
+  [[nodiscard]] Status add_ioeventfd(int event_fd, Gpa addr, uint32_t len);
+  [[nodiscard]] Status remove_ioeventfd(int event_fd, Gpa addr, uint32_t len);
 
  private:
   Vm(Sys* sys, UniqueFd fd) : sys_(sys), fd_(std::move(fd)) {}
+  [[nodiscard]] Status ioeventfd(int event_fd, Gpa addr, uint32_t len, bool assign);
 
   Sys* sys_;
   UniqueFd fd_;
