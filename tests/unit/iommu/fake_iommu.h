@@ -59,20 +59,38 @@ class FakeIommufd {
     sys.on_ioctl(IOMMU_IOAS_UNMAP, [this](int, unsigned long r, void* a) {
       auto* p = static_cast<iommu_ioas_unmap*>(a);
       if (int e = check(r, p->size, sizeof(*p))) return e;
+      // As iommufd: every mapping wholly inside the range goes; one that sticks out of it
+      // fails the call (ENOENT, nothing removed: areas are never split), as does a range
+      // with no mapping in it.
       auto& m = maps[p->ioas_id];
-      auto it = m.find(p->iova);
-      // Only whole earlier mappings can be unmapped (iommufd does not split).
-      if (it == m.end() || it->second.len != p->length) return -ENOENT;
-      m.erase(it);
+      uint64_t end = p->iova + p->length;
+      auto first = m.lower_bound(p->iova);
+      if (first != m.begin() && std::prev(first)->first + std::prev(first)->second.len > p->iova) return -ENOENT;
+      auto last = first;
+      while (last != m.end() && last->first < end) {
+        if (last->first + last->second.len > end) return -ENOENT;
+        ++last;
+      }
+      if (first == last) return -ENOENT;
+      m.erase(first, last);
       return 0;
     });
     sys.on_ioctl(IOMMU_IOAS_COPY, [this](int, unsigned long r, void* a) {
       auto* p = static_cast<iommu_ioas_copy*>(a);
       if (int e = check(r, p->size, sizeof(*p))) return e;
+      // Any part of one source mapping (the kernel also chains adjacent ones; pinless never
+      // needs that); a hole is ENOENT. The destination must be free, as for MAP.
       auto& src = maps[p->src_ioas_id];
-      auto it = src.find(p->src_iova);
-      if (it == src.end() || it->second.len != p->length) return -ENOENT;
-      maps[p->dst_ioas_id][p->dst_iova] = {p->length, it->second.va, p->flags};
+      auto it = src.upper_bound(p->src_iova);
+      if (it == src.begin()) return -ENOENT;
+      --it;
+      if (p->length == 0 || p->src_iova + p->length > it->first + it->second.len) return -ENOENT;
+      auto& dst = maps[p->dst_ioas_id];
+      auto d = dst.lower_bound(p->dst_iova);
+      if (d != dst.end() && d->first < p->dst_iova + p->length) return -EEXIST;
+      if (d != dst.begin() && std::prev(d)->first + std::prev(d)->second.len > p->dst_iova) return -EEXIST;
+      dst[p->dst_iova] = {p->length, it->second.va + (p->src_iova - it->first), p->flags};
+      copies++;
       return 0;
     });
     sys.on_ioctl(IOMMU_IOAS_IOVA_RANGES, [this](int, unsigned long r, void* a) {
@@ -135,6 +153,7 @@ class FakeIommufd {
   iommu_option last_option{};
   iommu_hwpt_alloc last_hwpt{};
   int range_calls = 0;
+  int copies = 0;
 
  private:
   int check(unsigned long request, uint32_t size, size_t want) {

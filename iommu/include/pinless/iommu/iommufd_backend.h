@@ -35,8 +35,10 @@ class IommufdBackend final : public DmaBackend, public FaultSupport {
     return ctx_.hwpt_alloc(dev_id, ioas_id(), 0, fault_id);
   }
 
-  // IOMMU_IOAS_COPY: makes [src_iova, +size) of `src` (exactly one earlier MAP) visible at
-  // dst_iova here without pinning again. Counts toward mapped_bytes() of this IOAS.
+  // IOMMU_IOAS_COPY: makes [src_iova, +size) of `src` visible at dst_iova here, sharing the
+  // source's pinned pages instead of pinning again. Any part of mapped source range works
+  // (the uapi header says "exactly match", the kernel and its copy_sweep selftest accept a
+  // sub-range); a hole is ENOENT, a taken destination EEXIST. Counts toward mapped_bytes().
   Status copy_from(const IommufdBackend& src, Iova src_iova, Iova dst_iova, uint64_t size, Perm perm);
   Status set_huge_pages(bool enable) { return ctx_.set_huge_pages(ioas_id(), enable); }
 
