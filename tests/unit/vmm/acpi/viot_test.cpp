@@ -7,6 +7,7 @@
 #include <unistd.h>
 
 #include "pinless/vmm/acpi/sdt.h"
+#include "pinless/vmm/acpi/tables.h"
 #include "pinless/vmm/acpi/viot.h"
 
 using namespace pinless;
@@ -15,10 +16,29 @@ using namespace pinless::vmm::acpi;
 
 namespace {
 
+constexpr Gpa kBase{0xe0000};
+
 uint64_t le(const std::vector<uint8_t>& b, size_t off, int n) {
   uint64_t v = 0;
   for (int i = 0; i < n; ++i) v |= uint64_t(b.at(off + size_t(i))) << (8 * i);
   return v;
+}
+
+std::string sig(const std::vector<uint8_t>& b, size_t off) {
+  return std::string(reinterpret_cast<const char*>(&b.at(off)), 4);
+}
+
+std::vector<uint8_t> table_at(const std::vector<uint8_t>& blob, uint64_t gpa) {
+  size_t off = size_t(gpa - kBase.value());
+  size_t len = size_t(le(blob, off + 4, 4));
+  REQUIRE(off + len <= blob.size());
+  return {blob.begin() + ptrdiff_t(off), blob.begin() + ptrdiff_t(off + len)};
+}
+
+uint64_t fnv1a(const std::vector<uint8_t>& b) {
+  uint64_t h = 0xcbf29ce484222325ull;
+  for (uint8_t c : b) h = (h ^ c) * 0x100000001b3ull;
+  return h;
 }
 
 // VIOMMU.md section 2: IOMMU at 00:02.0, endpoints 00:00.0-00:1f.7, segment 0.
@@ -207,6 +227,60 @@ TEST_CASE("acpi viot: validate accepts the edges") {
   whole.ranges = {{.segment_start = 0, .segment_end = 0xffff, .bdf_end = 0xffff}};
   CHECK(validate(whole).has_value());
   CHECK(viot_endpoint_id(whole, 0xffff, 0xffff) == 0xffffffffu);
+}
+
+TEST_CASE("acpi viot: the blob lists the VIOT in the XSDT, where the layout says") {
+  AcpiConfig c = AcpiConfig::for_layout(layout::compute_layout(8 * kGiB), 4);
+  const auto plain = build_acpi_tables(c, kBase);
+  c.viot = example();
+  AcpiBlobLayout l{};
+  auto blob = build_acpi_tables(c, kBase, &l);
+  CHECK(blob.size() == l.size);
+  CHECK(blob.size() <= layout::kAcpiTablesMax);
+  CHECK(byte_sum(std::span(blob).first(20)) == 0);
+  CHECK(byte_sum(std::span(blob).first(36)) == 0);
+
+  auto xsdt = table_at(blob, le(blob, 24, 8));
+  CHECK(sig(xsdt, 0) == "XSDT");
+  CHECK(byte_sum(xsdt) == 0);
+  REQUIRE(xsdt.size() == 36 + 4 * 8);
+  std::vector<std::string> sigs;
+  for (size_t i = 0; i < 4; ++i) {
+    auto t = table_at(blob, le(xsdt, 36 + 8 * i, 8));
+    CHECK(byte_sum(t) == 0);
+    sigs.push_back(sig(t, 0));
+  }
+  CHECK(sigs == std::vector<std::string>{"FACP", "APIC", "MCFG", "VIOT"});
+
+  CHECK(l.viot != 0);
+  CHECK(l.viot % 16 == 0);
+  CHECK(l.viot >= l.mcfg + 60);
+  CHECK(le(xsdt, 36 + 3 * 8, 8) == kBase.value() + l.viot);
+  CHECK(table_at(blob, kBase.value() + l.viot) == built(example()));
+  auto fadt = table_at(blob, le(xsdt, 36, 8));
+  CHECK(sig(table_at(blob, le(fadt, 140, 8)), 0) == "DSDT");
+
+  // The other tables are the same bytes as without a VIOT, only further along.
+  AcpiBlobLayout pl{};
+  (void)build_acpi_tables(AcpiConfig::for_layout(layout::compute_layout(8 * kGiB), 4), kBase,
+                          &pl);
+  CHECK(table_at(blob, kBase.value() + l.madt) == table_at(plain, kBase.value() + pl.madt));
+  CHECK(table_at(blob, kBase.value() + l.mcfg) == table_at(plain, kBase.value() + pl.mcfg));
+  CHECK(table_at(blob, kBase.value() + l.dsdt) == table_at(plain, kBase.value() + pl.dsdt));
+}
+
+// Sizes and FNV-1a hashes of the blobs built before the VIOT existed: a config without a VIOT
+// must still produce exactly these bytes. A deliberate change to another table updates them.
+TEST_CASE("acpi viot: without a VIOT the blob is byte for byte what it was") {
+  AcpiBlobLayout l{};
+  auto a = build_acpi_tables(AcpiConfig{}, kBase, &l);
+  CHECK(l.viot == 0);
+  CHECK(a.size() == 844);
+  CHECK(fnv1a(a) == 0x1f0b7a01f1fe9017ull);
+  auto b = build_acpi_tables(AcpiConfig::for_layout(layout::compute_layout(8 * kGiB), 4), kBase);
+  CHECK(b.size() == 924);
+  CHECK(fnv1a(b) == 0xeb8a98addf69dfc5ull);
+  CHECK_FALSE(AcpiConfig{}.viot.has_value());
 }
 
 // Only when iasl (acpica-tools) is installed.
