@@ -1,9 +1,12 @@
 #include "pinless/vmm/acpi/tables.h"
 
 #include <algorithm>
+#include <cstdlib>
 
+#include "pinless/base/log.h"
 #include "pinless/vmm/acpi/dsdt.h"
 #include "pinless/vmm/acpi/sdt.h"
+#include "pinless/vmm/acpi/viot.h"
 
 namespace pinless::vmm::acpi {
 namespace {
@@ -125,18 +128,36 @@ std::vector<uint8_t> build_acpi_tables(const AcpiConfig& config, Gpa base,
   std::vector<uint8_t> dsdt = build_dsdt(config);
   std::vector<uint8_t> madt = build_madt(config);
   std::vector<uint8_t> mcfg = build_mcfg(config);
+  std::vector<uint8_t> viot;
+  if (config.viot.has_value()) {
+    auto built = build_viot(*config.viot);
+    if (!built) {
+      // The caller was to validate() it (AcpiConfig::viot): a bug, not user input.
+      logger("vmm")->critical("ACPI: invalid VIOT config: {}", built.error().message());
+      std::abort();
+    }
+    viot = std::move(*built);
+  }
+  const size_t xsdt_entries = viot.empty() ? 3 : 4;
 
   AcpiBlobLayout l{};
   l.rsdp = 0;
   l.xsdt = align(kRsdpSize);
-  l.fadt = align(l.xsdt + kSdtHeaderSize + 3 * 8);
+  l.fadt = align(l.xsdt + kSdtHeaderSize + xsdt_entries * 8);
   l.dsdt = align(l.fadt + kFadtSize);
   l.madt = align(l.dsdt + dsdt.size());
   l.mcfg = align(l.madt + madt.size());
   l.size = l.mcfg + mcfg.size();
+  l.viot = 0;
+  if (!viot.empty()) {
+    l.viot = align(l.size);
+    l.size = l.viot + viot.size();
+  }
 
   std::vector<uint8_t> fadt = build_fadt(config, base + l.dsdt);
-  std::vector<uint8_t> xsdt = build_xsdt({base + l.fadt, base + l.madt, base + l.mcfg});
+  std::vector<Gpa> listed = {base + l.fadt, base + l.madt, base + l.mcfg};
+  if (!viot.empty()) listed.push_back(base + l.viot);
+  std::vector<uint8_t> xsdt = build_xsdt(listed);
   std::vector<uint8_t> rsdp = build_rsdp(base + l.xsdt);
 
   std::vector<uint8_t> blob(l.size, 0);
@@ -149,6 +170,7 @@ std::vector<uint8_t> build_acpi_tables(const AcpiConfig& config, Gpa base,
   place(l.dsdt, dsdt);
   place(l.madt, madt);
   place(l.mcfg, mcfg);
+  if (!viot.empty()) place(l.viot, viot);
   if (layout_out != nullptr) *layout_out = l;
   return blob;
 }

@@ -1,15 +1,18 @@
 // The ACPI tables of a pinless x86_64 guest: RSDP (revision 2), XSDT, FADT (revision 6,
-// hardware-reduced), DSDT (hand-written AML, see dsdt.h), MADT and MCFG, built as one blob
-// that the builder copies to guest-physical `base` (layout::kAcpiTables). The RSDP comes
-// first, so Linux's legacy scan of 0xe0000..0xfffff finds it too; the other tables follow at
-// 16-byte aligned offsets and point at each other with absolute guest addresses.
+// hardware-reduced), DSDT (hand-written AML, see dsdt.h), MADT, MCFG and, when the guest has
+// a virtio-iommu, the VIOT (see viot.h), built as one blob that the builder copies to
+// guest-physical `base` (layout::kAcpiTables). The RSDP comes first, so Linux's legacy scan
+// of 0xe0000..0xfffff finds it too; the other tables follow at 16-byte aligned offsets and
+// point at each other with absolute guest addresses.
 // Pure functions over a value-type config; thread-safe.
 #pragma once
 
 #include <cstdint>
+#include <optional>
 #include <vector>
 
 #include "pinless/base/types.h"
+#include "pinless/vmm/acpi/viot.h"
 #include "pinless/vmm/layout.h"
 
 namespace pinless::vmm::acpi {
@@ -42,13 +45,21 @@ struct AcpiConfig {
   Gpa lapic = layout::kLapic;
   uint16_t sci_irq = 9;  // level-triggered, active-high (MADT interrupt source override)
 
+  // The virtio-iommu topology; nullopt (no virtio-iommu) leaves the VIOT out and the blob
+  // exactly as without this field. build_acpi_tables cannot fail, so whoever fills this in
+  // (from user input) calls validate(*viot) first; an invalid one reaching
+  // build_acpi_tables is a programming error and aborts.
+  std::optional<ViotConfig> viot;
+
   // The config for a guest laid out by layout::compute_layout (adds the 64-bit window).
   static AcpiConfig for_layout(const layout::MemoryLayout& l, uint32_t cpus);
 };
 
 // Offsets of the tables inside the blob (for tests and logs).
 struct AcpiBlobLayout {
-  size_t rsdp, xsdt, fadt, dsdt, madt, mcfg, size;
+  size_t rsdp, xsdt, fadt, dsdt, madt, mcfg;
+  size_t viot;  // after the MCFG; 0 when AcpiConfig::viot is nullopt
+  size_t size;
 };
 
 // The whole blob, to be copied to guest-physical `base`; RSDP at offset 0.
