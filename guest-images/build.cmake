@@ -30,7 +30,8 @@ target_compile_options(pinless_guest_helper PRIVATE -Os -ffreestanding -fno-stac
   -fno-asynchronous-unwind-tables -fno-pie)
 target_link_options(pinless_guest_helper PRIVATE -nostdlib -no-pie)
 
-pinless_guest_program(pinless_guest_edu_test edu-test ${PINLESS_GUEST_SRC}/src/edu_test.c)
+pinless_guest_program(pinless_guest_edu_test edu-test ${PINLESS_GUEST_SRC}/src/edu_test.c
+                      ${PINLESS_GUEST_SRC}/src/edu_dma_msi.c)
 
 # The manifest lists every archive entry; mkcpio sorts them, so order here does not matter.
 set(_rootfs ${PINLESS_GUEST_SRC}/rootfs)
