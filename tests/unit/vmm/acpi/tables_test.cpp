@@ -12,32 +12,16 @@
 #include "pinless/vmm/acpi/dsdt.h"
 #include "pinless/vmm/acpi/sdt.h"
 #include "pinless/vmm/acpi/tables.h"
+#include "unit/vmm/acpi/acpi_bytes.h"
 
 using namespace pinless;
 using namespace pinless::vmm;
 using namespace pinless::vmm::acpi;
+using namespace pinless::testing;
 
 namespace {
 
-constexpr Gpa kBase{0xe0000};
-
-uint64_t le(const std::vector<uint8_t>& b, size_t off, int n) {
-  uint64_t v = 0;
-  for (int i = 0; i < n; ++i) v |= uint64_t(b.at(off + size_t(i))) << (8 * i);
-  return v;
-}
-
-std::string sig(const std::vector<uint8_t>& b, size_t off) {
-  return std::string(reinterpret_cast<const char*>(&b.at(off)), 4);
-}
-
-// The table at guest address `gpa` inside a blob placed at kBase.
-std::vector<uint8_t> table_at(const std::vector<uint8_t>& blob, uint64_t gpa) {
-  size_t off = size_t(gpa - kBase.value());
-  size_t len = size_t(le(blob, off + 4, 4));
-  REQUIRE(off + len <= blob.size());
-  return {blob.begin() + ptrdiff_t(off), blob.begin() + ptrdiff_t(off + len)};
-}
+constexpr Gpa kBase = kAcpiTestBase;
 
 bool contains(const std::vector<uint8_t>& hay, const std::string& needle) {
   std::vector<uint8_t> n(needle.begin(), needle.end());

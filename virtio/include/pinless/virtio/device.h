@@ -11,16 +11,10 @@
 #include <vector>
 
 #include "pinless/base/result.h"
+#include "pinless/virtio/features.h"
 #include "pinless/virtio/queue.h"
 
 namespace pinless::virtio {
-
-// Device status bits (virtio 1.x, 2.1).
-constexpr uint8_t kStatusAcknowledge = 1, kStatusDriver = 2, kStatusDriverOk = 4, kStatusFeaturesOk = 8,
-                  kStatusNeedsReset = 64, kStatusFailed = 128;
-// Transport feature bits every pinless device offers or refuses.
-constexpr uint64_t kFeatureVersion1 = 1ull << 32;
-constexpr uint64_t kFeatureAccessPlatform = 1ull << 33;  // never offered: devices use guest-physical addresses
 
 class VirtioDevice {
  public:

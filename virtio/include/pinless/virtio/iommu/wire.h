@@ -12,6 +12,8 @@
 #include <cstdint>
 #include <span>
 
+#include "pinless/virtio/features.h"
+
 namespace pinless::virtio::viommu {
 
 inline constexpr uint16_t kDeviceId = 23;          // virtio device ID
@@ -28,7 +30,7 @@ inline constexpr uint64_t kFBypass = 1ull << 3;
 inline constexpr uint64_t kFProbe = 1ull << 4;
 inline constexpr uint64_t kFMmio = 1ull << 5;
 inline constexpr uint64_t kFBypassConfig = 1ull << 6;
-inline constexpr uint64_t kFVersion1 = 1ull << 32;
+inline constexpr uint64_t kFVersion1 = kFeatureVersion1;  // the transport bit, under this header's names
 
 // Device configuration (40 bytes). Only `bypass` is writable, and only with BYPASS_CONFIG.
 namespace config {
