@@ -24,6 +24,10 @@ std::string PinlessProcess::start(const std::vector<std::string>& argv, const st
   std::vector<char*> cargs;
   for (auto& a : args) cargs.push_back(a.data());
   cargs.push_back(nullptr);
+  // Gone before the child exists: a file left by an earlier run under the same name must not
+  // answer wait_line() before the child has truncated it.
+  ::unlink(out_.c_str());
+  ::unlink(err_.c_str());
   pid_t parent = getpid();
   pid_t pid = fork();
   if (pid < 0) return std::string("fork: ") + err();
