@@ -91,7 +91,8 @@ VfioDevice::~VfioDevice() {
   // Leave the device quiet for whoever opens it next: no interrupts, reset if possible.
   for (const auto& irq : irqs_) {
     if (irq.index > kMsixIrq || irq.count == 0) continue;
-    if (auto s = disable_irqs(irq.index); !s) {
+    // The kernel answers EINVAL when this index is not the active interrupt type: nothing to do.
+    if (auto s = disable_irqs(irq.index); !s && s.error().err() != EINVAL) {
       logger("vfio")->warn("{}: disabling interrupts at teardown failed: {}", name_, s.error().message());
     }
   }
