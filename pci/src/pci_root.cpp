@@ -69,6 +69,13 @@ Result<uint8_t> PciRoot::add_device_at(uint8_t slot, std::shared_ptr<PciDevice> 
   return make_devfn(slot, 0);
 }
 
+std::shared_ptr<PciDevice> PciRoot::remove_device(uint8_t devfn) {
+  uint8_t slot = devfn >> 3;
+  if ((devfn & 7) != 0 || slot == 0 || slot >= kMaxDevices) return nullptr;
+  std::lock_guard lock(mu_);
+  return std::move(slots_[slot]);
+}
+
 std::shared_ptr<PciDevice> PciRoot::device(uint8_t devfn) const {
   std::lock_guard lock(mu_);
   if ((devfn & 7) != 0) return nullptr;

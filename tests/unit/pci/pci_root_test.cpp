@@ -136,3 +136,17 @@ TEST_CASE("pci root: 31 slots, then ENOSPC; chosen slots must be free") {
   REQUIRE_FALSE(full);
   CHECK(full.error().err() == ENOSPC);
 }
+
+TEST_CASE("pci root: a removed device is off the bus and its slot is free again") {
+  PciRoot root;
+  auto dev = make_dev(0x1057);
+  REQUIRE(root.add_device_at(1, dev));
+  CHECK(rd(root.ecam(), ecam_offset(0, 1, 0, 0), 4) == 0x10571af4u);
+  CHECK_FALSE(root.remove_device(0x00));  // the host bridge stays
+  CHECK_FALSE(root.remove_device(0x09));  // function 1: nothing there
+  CHECK(root.remove_device(0x08) == dev);
+  CHECK(rd(root.ecam(), ecam_offset(0, 1, 0, 0), 4) == 0xffffffffu);
+  CHECK_FALSE(root.remove_device(0x08));
+  CHECK(root.add_device_at(1, make_dev()));
+  CHECK(rd(root.ecam(), ecam_offset(0, 0, 0, 0), 2) == PciRoot::kHostBridgeVendor);
+}

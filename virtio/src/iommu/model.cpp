@@ -201,8 +201,9 @@ void ViommuModel::reset() {
   for (auto& [d, dom] : domains_) {
     if (!dom.bypass) host_.destroy_domain(d);
   }
-  log_->info("virtio-iommu reset: {} domains and {} mappings dropped", domains_.size(),
-             mapping_count_);
+  if (!domains_.empty()) {
+    log_->info("virtio-iommu reset: {} domains and {} mappings dropped", domains_.size(), mapping_count_);
+  }
   domains_.clear();
   mapping_count_ = 0;
 }

@@ -44,6 +44,9 @@ class PciRoot {
   // Puts `dev` at a chosen slot (1..31). EBUSY if taken.
   [[nodiscard]] Result<uint8_t> add_device_at(uint8_t slot, std::shared_ptr<PciDevice> dev);
   std::shared_ptr<PciDevice> device(uint8_t devfn) const;
+  // Takes the device at `devfn` off the bus (its config space reads all-ones from then on)
+  // and returns it; null if there was none. The host bridge stays.
+  std::shared_ptr<PciDevice> remove_device(uint8_t devfn);
 
   // Config access by address (what both IoDevices end in; public for tests and debugging).
   uint32_t config_read(uint8_t bus, uint8_t devfn, uint16_t offset, uint8_t size);

@@ -70,6 +70,8 @@ class VirtioPciDevice final : public pci::PciDevice, public pci::IoDevice {
   // Queue `index` was notified (the notify region written, or its ioeventfd fired).
   void notify(uint16_t index);
   uint16_t num_queues() const { return uint16_t(max_sizes_.size()); }
+  // Config space, for BAR assignment at build time, before any vCPU runs (unlocked).
+  pci::PciConfigSpace& config() { return config_; }
   // BAR offset of queue `index`'s notify address (for KVM_IOEVENTFD).
   static uint64_t notify_offset(uint16_t index) { return kNotifyOffset + uint64_t(kNotifyMultiplier) * index; }
 
