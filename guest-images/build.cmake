@@ -3,6 +3,7 @@
 #
 #   pinless-guest     tiny libc-free helper: debug-port marker / status (docs/guest-abi.md)
 #   edu-test          drives edu DMA devices from userspace (sysfs config + resource0)
+#   vfio-edu          drives an edu device through VFIO in the guest (needs a guest IOMMU)
 #   initrd.cpio.gz    reproducible newc archive: /init, /tests/*, busybox, the programs
 #   mkcpio            host tool that writes the archive from a manifest
 
@@ -32,6 +33,7 @@ target_link_options(pinless_guest_helper PRIVATE -nostdlib -no-pie)
 
 pinless_guest_program(pinless_guest_edu_test edu-test ${PINLESS_GUEST_SRC}/src/edu_test.c
                       ${PINLESS_GUEST_SRC}/src/edu_dma_msi.c)
+pinless_guest_program(pinless_guest_vfio_edu vfio-edu ${PINLESS_GUEST_SRC}/src/vfio_edu.c)
 
 # The manifest lists every archive entry; mkcpio sorts them, so order here does not matter.
 set(_rootfs ${PINLESS_GUEST_SRC}/rootfs)
@@ -47,6 +49,7 @@ string(APPEND _manifest "file bin/busybox ${PINLESS_BUSYBOX} 755\n")
 string(APPEND _manifest "slink bin/sh busybox 777\n")
 string(APPEND _manifest "file bin/pinless-guest $<TARGET_FILE:pinless_guest_helper> 755\n")
 string(APPEND _manifest "file bin/edu-test $<TARGET_FILE:pinless_guest_edu_test> 755\n")
+string(APPEND _manifest "file bin/vfio-edu $<TARGET_FILE:pinless_guest_vfio_edu> 755\n")
 foreach(t ${_guest_tests})
   get_filename_component(_name ${t} NAME)
   string(APPEND _manifest "file tests/${_name} ${t} 644\n")
@@ -63,7 +66,7 @@ add_custom_command(
   COMMAND ${CMAKE_COMMAND} -DBUSYBOX=${PINLESS_BUSYBOX} -P ${PINLESS_GUEST_SRC}/check-busybox.cmake
   COMMAND $<TARGET_FILE:pinless_mkcpio> ${PINLESS_GUEST_OUT}/initrd.manifest > ${PINLESS_GUEST_OUT}/initrd.cpio
   COMMAND gzip -n -9 -f ${PINLESS_GUEST_OUT}/initrd.cpio
-  DEPENDS pinless_mkcpio pinless_guest_helper pinless_guest_edu_test
+  DEPENDS pinless_mkcpio pinless_guest_helper pinless_guest_edu_test pinless_guest_vfio_edu
           ${PINLESS_GUEST_OUT}/initrd.manifest ${_rootfs}/init ${_guest_tests}
           ${PINLESS_GUEST_SRC}/check-busybox.cmake ${_busybox_dep}
   COMMENT "Building guest initramfs guest-images/initrd.cpio.gz"

@@ -37,11 +37,13 @@ source "$HERE/check.sh"
 # 3. pinless boots Linux microVMs.
 source "$HERE/vmm_boot.sh"
 
-# 4. VFIO passthrough, and 5. fault-driven DMA with the IOMMUFD_TEST mock device.
+# 4. VFIO passthrough, 5. the virtio-iommu, and 6. fault-driven DMA with the IOMMUFD_TEST
+# mock device.
 if [ "$KIND" = host ] && [ -z "${PINLESS_EDU_BDFS}" ]; then
   echo "== vfio, fault: not on this host (no devices named in PINLESS_HOST_DEVICES); scripts/test runs them in the testbed"
 else
   source "$HERE/vfio.sh"
+  source "$HERE/viommu.sh"
   source "$HERE/fault.sh"
 fi
 

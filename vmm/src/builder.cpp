@@ -10,6 +10,7 @@
 
 #include "pinless/base/log.h"
 #include "pinless/base/size.h"
+#include "pinless/pci/bar_allocator.h"
 #include "pinless/vmm/boot/boot_params.h"
 #include "pinless/vmm/boot/kernel_loader.h"
 #include "pinless/vmm/kvm/boot_cpu.h"
@@ -95,8 +96,10 @@ Result<std::unique_ptr<MicroVm>> build_microvm(const VmConfig& config, Timeline&
 
   // Firmware-ish tables: ACPI at 0xe0000 (RSDP first), then the zero page that points at it,
   // then the long-mode page tables and GDT vCPU 0 starts on.
+  std::optional<acpi::ViotConfig> viot;
+  if (config.viommu) viot = ViommuSetup::viot();
   boot_in.rsdp = PINLESS_TRY(
-      write_acpi_tables(memory, config.cpus, config.serial != VmConfig::Serial::kOff));
+      write_acpi_tables(memory, config.cpus, config.serial != VmConfig::Serial::kOff, viot));
   PINLESS_TRY_VOID(boot::write_boot_params(memory, kernel, boot_in));
   PINLESS_TRY_VOID(boot_cpu::write_page_tables(memory));
   PINLESS_TRY_VOID(boot_cpu::write_gdt_idt(memory));
@@ -114,8 +117,19 @@ Result<std::unique_ptr<MicroVm>> build_microvm(const VmConfig& config, Timeline&
   // made reachable for DMA per --ram-region, BARs mapped -- before the first vCPU runs.
   // Declared after the devices, so it is torn down first (devices released and reset, then
   // mappings and pins undone).
-  m->vfio_ = PINLESS_TRY(VfioSetup::create(config, vm, memory, m->bus_, timeline, sys));
+  // One MSI routing table and one BAR allocator for every PCI device.
+  const auto& lay = memory.layout();
+  pci::PciBarAllocator bars(lay.pci_mmio32, lay.pci_mmio64, layout::kPciIoPorts);
+  MsiRouter& router = *(m->msi_ = std::make_unique<MsiRouter>(sys, vm.fd()));
+  m->vfio_ = PINLESS_TRY(VfioSetup::create(config, vm, memory, m->bus_, router, bars, timeline, sys));
+  // --viommu: the virtio-iommu takes 00:01.0 before the VFIO devices take the next slots, and
+  // then learns which endpoint each of them is (their BDFs, as the VIOT says).
+  if (config.viommu) {
+    ViommuSetup::Env env{&sys, &vm, &m->bus_, &memory, &router, &bars, &devices.pci_root()};
+    m->viommu_ = PINLESS_TRY(ViommuSetup::create(env, *m->vfio_, timeline));
+  }
   PINLESS_TRY_VOID(m->vfio_->attach(devices.pci_root()));
+  if (m->viommu_) PINLESS_TRY_VOID(m->viommu_->add_endpoints(*m->vfio_));
   if (config.has_dma_devices()) timeline.mark("vfio_ready");
 
   // vCPUs: created after the irqchip (in-kernel LAPIC each); CPUID before MSRs (KVM checks

@@ -35,9 +35,14 @@ LegacyDevices::LegacyDevices(LegacyDevices&&) noexcept = default;
 LegacyDevices::~LegacyDevices() = default;
 pci::PciRoot& LegacyDevices::pci_root() { return *impl_->pci; }
 
-Result<Gpa> write_acpi_tables(const GuestMemory& memory, uint32_t cpus, bool serial) {
+Result<Gpa> write_acpi_tables(const GuestMemory& memory, uint32_t cpus, bool serial,
+                              const std::optional<acpi::ViotConfig>& viot) {
   acpi::AcpiConfig acpi = acpi::AcpiConfig::for_layout(memory.layout(), cpus);
   if (!serial) acpi.serial_port = 0;  // --serial off: no UART, so none in the DSDT either
+  if (viot) {
+    PINLESS_TRY_VOID(acpi::validate(*viot));  // build_acpi_tables aborts on an invalid one
+    acpi.viot = *viot;
+  }
   std::vector<uint8_t> tables = acpi::build_acpi_tables(acpi, layout::kAcpiTables);
   if (tables.size() > layout::kAcpiTablesMax) {
     return fail("ACPI tables", E2BIG, std::to_string(tables.size()) + " bytes do not fit at 0xe0000");

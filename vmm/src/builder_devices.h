@@ -8,8 +8,10 @@
 
 #include <cstdint>
 #include <memory>
+#include <optional>
 
 #include "pinless/base/result.h"
+#include "pinless/vmm/acpi/viot.h"
 #include "pinless/vmm/io_bus.h"
 #include "pinless/vmm/kvm/vm.h"
 #include "pinless/vmm/kvm/vm_state.h"
@@ -19,9 +21,11 @@
 
 namespace pinless::vmm {
 
-// Writes the ACPI tables (RSDP, XSDT, FADT, DSDT, MADT, MCFG) at layout::kAcpiTables and
-// returns the RSDP address. `serial`: whether COM1 exists (it is then described in the DSDT).
-[[nodiscard]] Result<Gpa> write_acpi_tables(const GuestMemory& memory, uint32_t cpus, bool serial);
+// Writes the ACPI tables (RSDP, XSDT, FADT, DSDT, MADT, MCFG, and a VIOT when `viot` is
+// given) at layout::kAcpiTables and returns the RSDP address. `serial`: whether COM1 exists
+// (it is then described in the DSDT). An invalid `viot` is refused (EINVAL), never written.
+[[nodiscard]] Result<Gpa> write_acpi_tables(const GuestMemory& memory, uint32_t cpus, bool serial,
+                                            const std::optional<acpi::ViotConfig>& viot = std::nullopt);
 
 class LegacyDevices {
  public:

@@ -27,8 +27,6 @@ namespace {
 
 // Memslots 0..31 are left to guest RAM; VFIO BAR pieces take 32 and up.
 constexpr uint32_t kFirstVfioSlot = 32;
-// I/O window of the host bridge (the DSDT's WordIO 0x1000..0xffff).
-constexpr Range<uint64_t> kPciIoWindow{0x1000, 0xf000};
 
 struct Located {
   vfio::DeviceLocation loc;
@@ -83,9 +81,9 @@ struct VfioSetup::Impl {
   std::unique_ptr<iommu::Type1Backend> container;
   iommu::DmaBackend* backend = nullptr;
   std::unique_ptr<iommu::DmaDomain> dma;
-  std::unique_ptr<MsiRouter> router;
   std::optional<vfio::KvmVfio> kvm_vfio;
   std::vector<std::shared_ptr<vfio::VfioPciDevice>> devices;
+  std::vector<uint8_t> devfns;  // after attach(), per device
   std::vector<int> kvm_files;
 
   ~Impl() {
@@ -102,7 +100,6 @@ struct VfioSetup::Impl {
     for (auto& d : devices) d->shutdown();
     devices.clear();
     kvm_vfio.reset();
-    router.reset();
     if (dma) {
       dma.reset();  // fault windows and pins unmapped, HWPTs and fault queue destroyed
       log_dma_released(*backend);
@@ -128,8 +125,26 @@ void VfioSetup::finish(Timeline& timeline) {
   timeline.set_section("dma", summary.dump());
 }
 
+iommu::Iommufd* VfioSetup::iommufd() const { return impl_->ioas ? impl_->iommufd.get() : nullptr; }
+uint32_t VfioSetup::ioas_id() const { return impl_->ioas ? impl_->ioas->ioas_id() : 0; }
+
+Result<std::vector<Range<Iova>>> VfioSetup::iova_ranges() {
+  if (!impl_->ioas) return fail("IOAS ranges", ENODEV, "no iommufd IOAS (type1 backend or no device)");
+  return impl_->ioas->iova_ranges();
+}
+
+std::vector<VfioSetup::Placed> VfioSetup::placed() const {
+  std::vector<Placed> out;
+  for (size_t i = 0; i < impl_->devices.size() && i < impl_->devfns.size(); ++i) {
+    vfio::VfioDevice* d = impl_->devices[i]->device();
+    out.push_back({impl_->devfns[i], d->name(), [d](uint32_t pt) { return d->attach_pt(pt); }});
+  }
+  return out;
+}
+
 Result<std::unique_ptr<VfioSetup>> VfioSetup::create(const VmConfig& config, Vm& vm, const GuestMemory& memory,
-                                                     IoBus& bus, Timeline& timeline, Sys& sys) {
+                                                     IoBus& bus, MsiRouter& router, pci::PciBarAllocator& bars,
+                                                     Timeline& timeline, Sys& sys) {
   auto log = logger("vfio");
   auto impl = std::make_unique<Impl>();
   if (!config.has_dma_devices()) return std::unique_ptr<VfioSetup>(new VfioSetup(std::move(impl)));
@@ -145,7 +160,12 @@ Result<std::unique_ptr<VfioSetup>> VfioSetup::create(const VmConfig& config, Vm&
     for (const auto& l : located) all_cdev = all_cdev && !l.cdev.empty();
     iommu::BackendProbe probe = iommu::probe_backends(located[0].loc.bdf, all_cdev ? located[0].cdev : "",
                                                       config.iommufd_fd >= 0);
-    kind = PINLESS_TRY(iommu::select_backend(choice, probe));
+    auto selected = iommu::select_backend(choice, probe);
+    if (!selected && config.viommu) {
+      return fail("--viommu", selected.error().err(), selected.error().message(),
+                  "the guest's IOMMU domains are iommufd IOASes; drop --viommu to pass the device through with type1");
+    }
+    kind = PINLESS_TRY(std::move(selected));
   }
   {
     auto phase = timeline.phase("dma_backend", {{"backend", iommu::backend_name(kind)}});
@@ -170,7 +190,9 @@ Result<std::unique_ptr<VfioSetup>> VfioSetup::create(const VmConfig& config, Vm&
     if (kind == iommu::BackendKind::kIommufd) {
       if (l.cdev.empty()) {
         return fail("vfio device", ENODEV, l.loc.bdf + " has no VFIO cdev",
-                    "the kernel needs CONFIG_VFIO_DEVICE_CDEV for iommufd; use --iommu-backend=type1");
+                    config.viommu ? "--viommu needs iommufd, and iommufd needs VFIO cdevs (CONFIG_VFIO_DEVICE_CDEV, "
+                                    "Linux 6.6 or later); drop --viommu to pass the device through with type1"
+                                  : "the kernel needs CONFIG_VFIO_DEVICE_CDEV for iommufd; use --iommu-backend=type1");
       }
       dev = PINLESS_TRY(vfio::VfioDevice::open_cdev(sys, l.cdev, *impl->ioas, l.loc.bdf));
     } else {
@@ -233,17 +255,14 @@ Result<std::unique_ptr<VfioSetup>> VfioSetup::create(const VmConfig& config, Vm&
   impl->dma = std::move(*dma);
 
   // 4. Guest-facing devices.
-  impl->router = std::make_unique<MsiRouter>(sys, vm.fd());
   impl->kvm_vfio.emplace(PINLESS_TRY(vfio::KvmVfio::create(sys, vm.fd())));
-  const auto& lay = memory.layout();
-  pci::PciBarAllocator bars(lay.pci_mmio32, lay.pci_mmio64, kPciIoWindow);
   for (size_t i = 0; i < opened.size(); ++i) {
     std::string bdf = opened[i]->name();
     auto phase = timeline.phase("vfio_bars", {{"device", bdf}});
     int kvm_file = opened[i]->kvm_file_fd();
     PINLESS_TRY_VOID(impl->kvm_vfio->add_file(kvm_file));
     impl->kvm_files.push_back(kvm_file);
-    vfio::VfioPciDevice::Env env{&vm, &bus, impl->router.get(),
+    vfio::VfioPciDevice::Env env{&vm, &bus, &router,
                                  kFirstVfioSlot + uint32_t(i) * vfio::VfioPciDevice::kSlotsPerDevice};
     auto dev = PINLESS_TRY(vfio::VfioPciDevice::create(sys, std::move(opened[i]), env));
     PINLESS_TRY_VOID(bars.assign(dev->config()));
@@ -258,6 +277,7 @@ Result<std::unique_ptr<VfioSetup>> VfioSetup::create(const VmConfig& config, Vm&
 Status VfioSetup::attach(pci::PciRoot& root) {
   for (auto& d : impl_->devices) {
     uint8_t devfn = PINLESS_TRY(root.add_device(d));
+    impl_->devfns.push_back(devfn);
     logger("vfio")->info("{} at 00:{:02x}.{}", d->name(), devfn >> 3, devfn & 7);
   }
   return {};

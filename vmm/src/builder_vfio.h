@@ -8,13 +8,17 @@
 //   4. virtualise config space, mmap BARs, assign BAR addresses, eventfds + GSIs per vector,
 //      register with the KVM VFIO device                                (phase vfio_bars),
 //   5. attach() puts the devices on the guest's PCI bus.
-// Owns the backend, the DMA domain, MSI router and devices; teardown (destructor) runs in
-// reverse: devices released and reset first, then the domain's mappings undone (one
+// Owns the backend, the DMA domain and devices; teardown (destructor) runs in reverse:
+// devices released and reset first, then the domain's mappings undone (one
 // "dma: released all mappings" log line with what stays pinned), then the IOAS/container closed.
-// Borrows Vm, GuestMemory and IoBus (declared before it in the builder). Main thread only.
+// Borrows Vm, GuestMemory, IoBus, the VM's MsiRouter and its BAR allocator (all declared
+// before it in the builder, so they outlive it). Main thread only.
 #pragma once
 
+#include <functional>
 #include <memory>
+#include <string>
+#include <vector>
 
 #include "pinless/base/result.h"
 #include "pinless/base/sys.h"
@@ -22,7 +26,10 @@
 #include "pinless/vmm/io_bus.h"
 #include "pinless/vmm/kvm/vm.h"
 #include "pinless/vmm/memory/guest_memory.h"
+#include "pinless/iommu/iommufd_backend.h"
+#include "pinless/pci/bar_allocator.h"
 #include "pinless/pci/pci_root.h"
+#include "pinless/vmm/kvm/msi_router.h"
 #include "pinless/vmm/timeline/timeline.h"
 
 namespace pinless::vmm {
@@ -32,6 +39,7 @@ class VfioSetup {
   // Returns an empty setup (nothing opened) when the config has no VFIO devices.
   [[nodiscard]] static Result<std::unique_ptr<VfioSetup>> create(const VmConfig& config, Vm& vm,
                                                                  const GuestMemory& memory, IoBus& bus,
+                                                                 MsiRouter& router, pci::PciBarAllocator& bars,
                                                                  Timeline& timeline, Sys& sys);
   ~VfioSetup();
   VfioSetup(const VfioSetup&) = delete;
@@ -39,6 +47,20 @@ class VfioSetup {
 
   // Plugs every device into bus 0 of `root` (lowest free slots).
   [[nodiscard]] Status attach(pci::PciRoot& root);
+
+  // For the virtio-iommu (iommufd only; null / 0 on type1 or without devices): the iommufd,
+  // and the VM's IOAS, guest RAM at IOVA = GPA, which the devices are attached to.
+  iommu::Iommufd* iommufd() const;
+  uint32_t ioas_id() const;
+  // The IOVA ranges the VM's IOAS can map, given every attached device's reserved regions.
+  [[nodiscard]] Result<std::vector<Range<Iova>>> iova_ranges();
+  // After attach(): each device's place on bus 0, and how to move it to another IOAS/HWPT.
+  struct Placed {
+    uint8_t devfn = 0;
+    std::string name;
+    std::function<Status(uint32_t pt_id)> attach_pt;
+  };
+  std::vector<Placed> placed() const;
   // The I/O page fault queue for the main thread's event loop (-1: none), and its handler:
   // true when it stopped at its read budget with work left (run it again; see EventLoop).
   int fault_fd() const;

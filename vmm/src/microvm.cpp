@@ -35,6 +35,8 @@ Status MicroVm::start(EventLoop& loop) {
       return *more ? EventLoop::Next::kAgain : EventLoop::Next::kWait;
     }));
   }
+  // virtio-iommu notifications (ioeventfds) are served on the loop too.
+  if (viommu_) PINLESS_TRY_VOID(viommu_->start(loop));
   for (auto& vcpu : vcpus_) {
     std::function<void()> first;
     if (vcpu->id() == 0) first = [this] { timeline_.mark_once("first_kvm_run"); };
@@ -54,6 +56,7 @@ void MicroVm::stop() {
 
 void MicroVm::finish() {
   if (vfio_) vfio_->finish(timeline_);
+  if (viommu_) viommu_->finish(timeline_);
 }
 
 }  // namespace pinless::vmm

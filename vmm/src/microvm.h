@@ -7,7 +7,8 @@
 // signal reported through state(), a failure) it stops that loop. stop() stops and joins the
 // vCPUs; finish() writes what the VM did (the DMA summary) into the timeline.
 // Owns everything it holds; members are declared in build order and destroyed in reverse:
-// vCPU threads joined, VFIO devices released and reset, DMA mappings and pins undone, legacy
+// vCPU threads joined, the virtio-iommu's endpoints back on the VM's IOAS and its domains
+// gone, VFIO devices released and reset, DMA mappings and pins undone, MSI routes, legacy
 // devices, guest RAM, the VM, KVM. Borrows the Timeline and the Sys (both outlive it).
 // Main thread only (the devices it owns run on vCPU threads, as their classes document).
 #pragma once
@@ -31,6 +32,7 @@
 #include "pinless/vmm/timeline/timeline.h"
 #include "builder_devices.h"
 #include "builder_vfio.h"
+#include "builder_viommu.h"
 
 namespace pinless::vmm {
 
@@ -72,7 +74,9 @@ class MicroVm {
   IoBus bus_;
   UniqueFd serial_out_;
   std::optional<LegacyDevices> devices_;
+  std::unique_ptr<MsiRouter> msi_;  // every device's MSI routes (one KVM routing table)
   std::unique_ptr<VfioSetup> vfio_;
+  std::unique_ptr<ViommuSetup> viommu_;  // --viommu; released before the VFIO devices
   std::vector<std::unique_ptr<Vcpu>> vcpus_;
   // Last: destroyed (vCPUs stopped and joined) before anything they use.
   VcpuThreads threads_;

@@ -189,6 +189,23 @@ TEST_CASE("cli: --iommu-backend and --iommufd-fd") {
   CHECK(error_of({"run", "--kernel", k.path, "--iommufd-fd", "-3"}).find("file descriptor") != std::string::npos);
 }
 
+TEST_CASE("cli: --viommu needs iommufd and pinned RAM") {
+  TempFile k;
+  auto off = parse({"run", "--kernel", k.path});
+  REQUIRE(off.action == Action::kRun);
+  CHECK_FALSE(off.config.viommu);
+  auto on = parse({"run", "--kernel", k.path, "--viommu", "--device", "vfio,host=0000:00:03.0"});
+  REQUIRE(on.action == Action::kRun);
+  CHECK(on.config.viommu);
+  CHECK(on.config.iommu_backend == iommu::BackendChoice::kIommufd);  // auto becomes iommufd
+  CHECK(error_of({"run", "--kernel", k.path, "--viommu", "--iommu-backend", "type1"}).find("needs --iommu-backend=iommufd") !=
+        std::string::npos);
+  CHECK(error_of({"run", "--kernel", k.path, "--viommu", "--ram-region", "0:64M,dma=fault"}).find("dma=fault") !=
+        std::string::npos);
+  CHECK(error_of({"run", "--kernel", k.path, "--viommu", "--iommufd-fd", "9", "--device", "mock,idev=1,stdev=2,home=3"})
+            .find("--device mock") != std::string::npos);
+}
+
 TEST_CASE("cli: check, with and without --json") {
   auto r = parse({"check"});
   CHECK(r.action == Action::kCheck);

@@ -171,6 +171,9 @@ CliResult parse_cli(const std::vector<std::string>& args, const HostLimits& host
   auto* iommufd_opt = run->add_option("--iommufd-fd", iommufd_fd,
                                       "use this already open iommufd (passed in by a manager); implies "
                                       "--iommu-backend=iommufd");
+  run->add_flag("--viommu", cfg.viommu,
+                "give the guest a virtio-iommu (at 00:01.0) and put every --device behind it: the guest's "
+                "DMA mappings become the devices' host mappings (needs iommufd and dma=pin RAM)");
   std::vector<std::string> region_specs;
   run->add_option("--ram-region", region_specs,
                   "DMA policy for part of guest RAM: OFFSET:SIZE,dma=pin|fault[,premap=N]"
@@ -294,6 +297,18 @@ CliResult parse_cli(const std::vector<std::string>& args, const HostLimits& host
       return error("--device mock needs --iommufd-fd: the mock device lives on the iommufd that created it");
     }
     if (cfg.dma.mocks.size() > 1) return error("--device mock: one mock device per VM");
+  }
+  if (cfg.viommu) {
+    if (cfg.iommu_backend == iommu::BackendChoice::kType1) {
+      return error("--viommu needs --iommu-backend=iommufd (or auto): the guest's domains are iommufd IOASes, "
+                   "which the type1 container cannot provide");
+    }
+    if (!cfg.dma.mocks.empty()) return error("--viommu and --device mock exclude each other; drop one");
+    if (cfg.dma.any_fault()) {
+      return error("--viommu with a dma=fault region: fault-driven DMA behind the virtio-iommu is not built yet; "
+                   "use dma=pin regions (the default) with --viommu");
+    }
+    cfg.iommu_backend = iommu::BackendChoice::kIommufd;
   }
   if (auto s = check_readable("kernel", cfg.kernel); !s) return error(s.error().message());
   if (!cfg.initrd.empty()) {

@@ -49,6 +49,7 @@ constexpr Gpa kHighMemStart{0x100000};       // 1 MiB: where the bzImage kernel 
 // Platform MMIO.
 constexpr Range<Gpa> kPciMmio32{Gpa(0xc0000000), 0x20000000};
 constexpr Range<Gpa> kEcam{Gpa(0xe0000000), 0x10000000};  // buses 0..255
+constexpr Range<uint64_t> kPciIoPorts{0x1000, 0xf000};   // I/O BARs: the DSDT's WordIO 0x1000..0xffff
 constexpr Gpa kIoapic{0xfec00000};
 constexpr Gpa kLapic{0xfee00000};
 constexpr Gpa kIdentityMap{0xfffbc000};  // KVM_SET_IDENTITY_MAP_ADDR (1 page)

@@ -26,7 +26,7 @@ struct AcpiConfig {
   uint8_t bus_end = 255;  // the ECAM must cover (bus_end - bus_start + 1) MiB
   Range<Gpa> pci_mmio32 = layout::kPciMmio32;
   Range<Gpa> pci_mmio64{};  // size 0: no 64-bit window is described
-  Range<uint64_t> pci_io{0x1000, 0xf000};  // I/O ports for I/O BARs
+  Range<uint64_t> pci_io = layout::kPciIoPorts;  // I/O ports for I/O BARs
 
   // Hardware-reduced power registers (devices::AcpiPm).
   uint16_t sleep_control_port = layout::kAcpiPmPort;
