@@ -1,4 +1,4 @@
-// The virtio-iommu for the builder (--viommu; docs/virtio-iommu.md). In build order:
+// The virtio-iommu for the builder (--viommu; docs/viommu.md). In build order:
 //   create()         the host side (iommu::NestedDomains: guest RAM once in a source IOAS,
 //                    one IOAS per guest domain), the model with every bus-0 function as an
 //                    endpoint, the virtio-pci function at 00:01.0 with its BAR assigned and its

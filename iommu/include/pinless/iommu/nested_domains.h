@@ -1,4 +1,4 @@
-// NestedDomains: a guest IOMMU's domains carried onto iommufd (docs/virtio-iommu.md). Guest
+// NestedDomains: a guest IOMMU's domains carried onto iommufd (docs/viommu.md). Guest
 // RAM is mapped once, at IOVA = GPA, into a source IOAS that no device is ever attached to,
 // so it pins nothing. Each guest domain is one IOAS of its own; a guest MAP is an IOAS_COPY
 // out of the source, so the domain's pages are the source's pages: a page mapped into

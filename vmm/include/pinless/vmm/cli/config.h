@@ -44,7 +44,7 @@ struct VmConfig {
   iommu::BackendChoice iommu_backend = iommu::BackendChoice::kAuto;  // --iommu-backend
   int iommufd_fd = -1;  // --iommufd-fd N: an iommufd passed in by a manager
   DmaConfig dma;        // --ram-region, --dma-fallback, --pin-limit, --device mock
-  // --viommu: a virtio-iommu at 00:01.0 with every function on bus 0 behind it (docs/virtio-iommu.md).
+  // --viommu: a virtio-iommu at 00:01.0 with every function on bus 0 behind it (docs/viommu.md).
   bool viommu = false;
   // Whether any device does DMA into guest RAM (VFIO or mock).
   bool has_dma_devices() const { return !vfio_devices.empty() || !dma.mocks.empty(); }
