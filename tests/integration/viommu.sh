@@ -59,7 +59,7 @@ if short:
 total = sum(r.values())
 if s["ok"] != total or v["dropped"] or v["refused_chains"]:
     sys.exit(f"{total} requests but statuses {s}, dropped {v['dropped']}, refused {v['refused_chains']}")
-print(f"requests {r}, all OK; {v['ioeventfd_notifies']} notifications by ioeventfd")
+print(f"requests {r}, all OK")
 PY
   ); then
     it_fail "$name-counters" "$msg"; return 1

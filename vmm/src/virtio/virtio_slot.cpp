@@ -9,9 +9,10 @@
 namespace pinless::vmm {
 
 Result<std::unique_ptr<VirtioSlot>> VirtioSlot::create(Sys& sys, Vm& vm, IoBus& bus,
-                                                       std::shared_ptr<virtio::VirtioPciDevice> dev) {
+                                                       std::shared_ptr<virtio::VirtioPciDevice> dev, Notify notify) {
   std::unique_ptr<VirtioSlot> s(new VirtioSlot(sys, vm, bus, std::move(dev)));
-  for (uint16_t q = 0; q < s->dev_->num_queues(); ++q) {
+  // kExit: no eventfds at all, so every notify write takes the MMIO path to the device.
+  for (uint16_t q = 0; notify == Notify::kIoeventfd && q < s->dev_->num_queues(); ++q) {
     int fd = sys.eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
     if (fd < 0) return fail("eventfd", -fd, fmt::format("{} queue {} notify", s->dev_->name(), q));
     s->notify_.emplace_back(sys, fd);

@@ -49,7 +49,7 @@ struct Rig {
   std::shared_ptr<virtio::VirtioPciDevice> dev;
   std::unique_ptr<VirtioSlot> slot;
 
-  Rig() {
+  explicit Rig(VirtioSlot::Notify notify = VirtioSlot::Notify::kIoeventfd) {
     script_kvm_vm(sys);
     sys.on_ioctl(KVM_IOEVENTFD, [this](int, unsigned long, void* a) {
       auto* e = static_cast<kvm_ioeventfd*>(a);
@@ -62,7 +62,7 @@ struct Rig {
     kvm.emplace(Kvm::open(sys).value());
     vm.emplace(Vm::create(*kvm).value());
     dev = virtio::VirtioPciDevice::create(sys, std::make_unique<QuietDevice>(), ram, nullptr).value();
-    slot = VirtioSlot::create(sys, *vm, bus, dev).value();
+    slot = VirtioSlot::create(sys, *vm, bus, dev, notify).value();
   }
   void bar(uint64_t at) {
     dev->config_write(0x10, 4, uint32_t(at));
@@ -142,4 +142,22 @@ TEST_CASE("virtio slot: a signalled notify eventfd is read and passed to the dev
   CHECK(r.slot->ioeventfd_notifies() == 2);  // two signals, one read: the counter adds up
   uint64_t left = 0;
   CHECK(::read(fd, &left, sizeof left) < 0);  // drained
+}
+
+TEST_CASE("virtio slot: with notify by exit, no ioeventfd: the notify writes reach the device through the bus") {
+  Rig r(VirtioSlot::Notify::kExit);
+  r.bar(kAt);
+  r.decode(true);
+  CHECK(r.slot->placed_at() == kAt);
+  CHECK(r.ioeventfd_calls == 0);
+  CHECK(r.bus.owner(IoBus::Space::kMmio, kAt + virtio::VirtioPciDevice::notify_offset(1)) == "quiet");
+  uint16_t queue = 1;
+  CHECK(r.bus.mmio_write(Gpa(kAt + virtio::VirtioPciDevice::notify_offset(1)),
+                         std::span<const uint8_t>(reinterpret_cast<const uint8_t*>(&queue), 2)));
+  EventLoop loop;
+  REQUIRE(r.slot->start(loop).has_value());  // nothing to serve on the loop
+  r.bar(kMoved);
+  r.slot.reset();
+  CHECK(r.ioeventfd_calls == 0);
+  CHECK(r.bus.owner(IoBus::Space::kMmio, kMoved).empty());
 }

@@ -28,9 +28,18 @@ namespace pinless::vmm {
 
 class VirtioSlot {
  public:
+  // How a queue notification reaches the device:
+  //   kIoeventfd  KVM signals an eventfd and resumes the guest; the event loop serves it
+  //               (the device works in parallel with the vCPU);
+  //   kExit       the notify write exits to pinless and the vCPU thread that wrote it serves
+  //               it at once (for request/response devices whose driver kicks and then polls
+  //               for the answer: no hand-off to another thread that the spinning vCPU may
+  //               keep from running).
+  enum class Notify : uint8_t { kIoeventfd, kExit };
   // Installs the device's BAR-move handler. Nothing is claimed until the BAR is decoded.
   [[nodiscard]] static Result<std::unique_ptr<VirtioSlot>> create(Sys& sys, Vm& vm, IoBus& bus,
-                                                                  std::shared_ptr<virtio::VirtioPciDevice> dev);
+                                                                  std::shared_ptr<virtio::VirtioPciDevice> dev,
+                                                                  Notify notify = Notify::kIoeventfd);
   ~VirtioSlot();
   VirtioSlot(const VirtioSlot&) = delete;
   VirtioSlot& operator=(const VirtioSlot&) = delete;
