@@ -1,6 +1,9 @@
 // NestedDomains: guest domains as IOASes filled by IOAS_COPY from one never-attached source.
 #include "pinless/iommu/nested_domains.h"
 
+#include <algorithm>
+#include <chrono>
+
 #include <fmt/format.h>
 
 namespace pinless::iommu {
@@ -47,7 +50,13 @@ Status NestedDomains::map(uint32_t domain, Range<Iova> iova, Gpa gpa, Perm perm)
   if (it == domains_.end()) return fail("viommu map", ENOENT, fmt::format("no domain {}", domain));
   for (const RamRegion& r : ram_) {
     if (r.gpa.contains(gpa, iova.size)) {
-      return it->second->copy_from(*source_, Iova(gpa.value()), iova.start, iova.size, perm);
+      auto t0 = std::chrono::steady_clock::now();
+      PINLESS_TRY_VOID(it->second->copy_from(*source_, Iova(gpa.value()), iova.start, iova.size, perm));
+      stats_.map_ns += uint64_t(std::chrono::nanoseconds(std::chrono::steady_clock::now() - t0).count());
+      ++stats_.maps;
+      stats_.mapped_bytes += iova.size;
+      stats_.peak_mapped_bytes = std::max(stats_.peak_mapped_bytes, stats_.mapped_bytes);
+      return {};
     }
   }
   return fail("viommu map", EFAULT,
@@ -57,10 +66,23 @@ Status NestedDomains::map(uint32_t domain, Range<Iova> iova, Gpa gpa, Perm perm)
 Status NestedDomains::unmap(uint32_t domain, Range<Iova> iova) {
   auto it = domains_.find(domain);
   if (it == domains_.end()) return fail("viommu unmap", ENOENT, fmt::format("no domain {}", domain));
-  return it->second->unmap(iova.start, iova.size);
+  uint64_t before = it->second->mapped_bytes();
+  auto t0 = std::chrono::steady_clock::now();
+  PINLESS_TRY_VOID(it->second->unmap(iova.start, iova.size));
+  stats_.unmap_ns += uint64_t(std::chrono::nanoseconds(std::chrono::steady_clock::now() - t0).count());
+  ++stats_.unmaps;
+  stats_.mapped_bytes -= std::min(stats_.mapped_bytes, before - it->second->mapped_bytes());
+  return {};
 }
 
-void NestedDomains::destroy(uint32_t domain) { domains_.erase(domain); }
+void NestedDomains::destroy(uint32_t domain) {
+  auto it = domains_.find(domain);
+  if (it == domains_.end()) return;
+  stats_.mapped_bytes -= std::min(stats_.mapped_bytes, it->second->mapped_bytes());
+  domains_.erase(it);
+}
+
+NestedDomains::Stats NestedDomains::stats() const { return stats_; }
 
 std::vector<Range<Iova>> NestedDomains::reserved(uint32_t ep) const {
   auto it = endpoints_.find(ep);

@@ -3,11 +3,13 @@
 each command's answer. The testbed uses it to record L1's CPU and interrupt state when a run
 overstays its --timeout, so a hang leaves evidence instead of a bare "timed out".
 
-hmp.py --kick-lost-wakeup SOCKET: if L1's CPU 0 is halted with interrupts enabled while its
-local APIC holds a deliverable vector in IRR (above the processor priority, nothing in
-service), QEMU has lost the wakeup (a TCG bug seen with nested SVM: L1 then sleeps forever);
-sends a key press, whose interrupt makes QEMU look at the APIC again, prints what it saw and
-exits 0. Exits 1 when the CPU is not in that state (running, or idle with nothing pending)."""
+hmp.py --kick-lost-wakeup SOCKET STATE_FILE: QEMU 7.2's TCG sometimes stops delivering L1's
+interrupts: L1's local APIC holds a deliverable vector in IRR (above the processor priority,
+nothing in service) and the CPU stays where it is, halted, or running L2 code that waits for
+L1 (e.g. for its other vCPU). Each call samples the CPU (RIP, halted) and the pending vectors;
+when a sample equals the previous one (kept in STATE_FILE; the caller calls every few
+seconds), the interrupt has been stuck all that time: it sends a key press, whose interrupt
+makes QEMU look at the APIC again, prints what it saw and exits 0. Otherwise exits 1."""
 import re
 import socket
 import sys
@@ -36,34 +38,47 @@ def run(sock_path: str, cmds: list) -> list:
     return answers
 
 
-def lost_wakeup(regs: str, lapic: str):
-    """The reason L1 is stuck in a lost wakeup, or None."""
-    halted = re.search(r"\bHLT=1\b", regs)
+def stuck_interrupt(regs: str, lapic: str):
+    """A signature of (CPU position, deliverable pending vectors), or None if none is pending."""
+    rip = re.search(r"RIP=([0-9a-f]+)", regs)
+    halted = re.search(r"\bHLT=([01])\b", regs)
     rfl = re.search(r"RFL=([0-9a-f]+)", regs)
     irr = re.search(r"^IRR\s+(.*)$", lapic, re.M)
     isr = re.search(r"^ISR\s+(.*)$", lapic, re.M)
     ppr = re.search(r"PPR 0x([0-9a-f]+)", lapic)
-    if not (halted and rfl and irr and isr and ppr) or not int(rfl.group(1), 16) & 0x200:
+    if not (rip and halted and rfl and irr and isr and ppr):
         return None
     pending = [int(v) for v in irr.group(1).split() if v.isdigit()]
     in_service = [int(v) for v in isr.group(1).split() if v.isdigit()]
     if not pending or in_service or max(pending) >> 4 <= int(ppr.group(1), 16) >> 4:
         return None
-    return f"CPU halted with IF=1, vector(s) {pending} pending in the local APIC (PPR {ppr.group(1)})"
+    where = "halted" if halted.group(1) == "1" else "running"
+    return (f"CPU {where} at RIP {rip.group(1)} (IF={int(rfl.group(1), 16) >> 9 & 1}) with vector(s) "
+            f"{pending} pending in the local APIC (PPR {ppr.group(1)})")
 
 
 def main() -> int:
-    if len(sys.argv) == 3 and sys.argv[1] == "--kick-lost-wakeup":
+    if len(sys.argv) == 4 and sys.argv[1] == "--kick-lost-wakeup":
+        sock, state = sys.argv[2], sys.argv[3]
         try:
-            regs, lapic = run(sys.argv[2], ["info registers", "info lapic"])
-            why = lost_wakeup(regs, lapic)
-            if not why:
+            regs, lapic = run(sock, ["info registers", "info lapic"])
+            now = stuck_interrupt(regs, lapic)
+            try:
+                with open(state) as f:
+                    before = f.read()
+            except OSError:
+                before = None
+            if not now or now != before:
+                with open(state, "w") as f:
+                    f.write(now or "")
                 return 1
-            run(sys.argv[2], ["sendkey shift"])
+            run(sock, ["sendkey shift"])
+            with open(state, "w") as f:
+                f.write("")
         except OSError as e:
-            print(f"hmp: {sys.argv[2]}: {e}", file=sys.stderr)
+            print(f"hmp: {sock}: {e}", file=sys.stderr)
             return 1
-        print(why)
+        print(now)
         return 0
     if len(sys.argv) < 3:
         print(__doc__, file=sys.stderr)

@@ -59,7 +59,11 @@ if short:
 total = sum(r.values())
 if s["ok"] != total or v["dropped"] or v["refused_chains"]:
     sys.exit(f"{total} requests but statuses {s}, dropped {v['dropped']}, refused {v['refused_chains']}")
-print(f"requests {r}, all OK")
+h = v["host"]
+if h["ioas_copies"] != r["map"]:
+    sys.exit(f"{r['map']} MAP requests answered OK but {h['ioas_copies']} IOAS_COPY calls")
+print(f"requests {r}, all OK; host: {h['ioas_copies']} IOAS_COPY in {h['copy_us']} us, "
+      f"{h['ioas_unmaps']} IOAS_UNMAP in {h['unmap_us']} us, peak {h['peak_mapped_bytes']} bytes mapped in guest domains")
 PY
   ); then
     it_fail "$name-counters" "$msg"; return 1

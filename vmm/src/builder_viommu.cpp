@@ -148,6 +148,13 @@ void ViommuSetup::finish(Timeline& timeline) {
   j["statuses"] = st;
   j["dropped"] = stats.dropped;
   j["refused_chains"] = impl_->viommu->refused_chains();
+  auto host = impl_->domains->stats();
+  j["host"] = {{"ioas_copies", host.maps},
+               {"ioas_unmaps", host.unmaps},
+               {"copy_us", host.map_ns / 1000},
+               {"unmap_us", host.unmap_ns / 1000},
+               {"mapped_bytes", host.mapped_bytes},
+               {"peak_mapped_bytes", host.peak_mapped_bytes}};
   j["domains"] = stats.domains;
   j["mappings"] = stats.mappings;
   logger("viommu")->info("virtio-iommu: {} attach, {} map, {} unmap, {} probe requests; {} domains, {} mappings now",

@@ -84,6 +84,16 @@ TEST_CASE("nested domains: a guest MAP is a copy of the source's pages, in every
   REQUIRE(r.nd->unmap(1, {Iova(0), 0x10000000}));
   CHECK(r.k.maps[d1].empty());
   CHECK(r.nd->mapped_bytes(1) == 0);
+
+  // The host's counters: successful calls only; bytes per domain, peak kept.
+  auto st = r.nd->stats();
+  CHECK(st.maps == 3);
+  CHECK(st.unmaps == 1);
+  CHECK(st.mapped_bytes == 0x1000);  // domain 2's page
+  CHECK(st.peak_mapped_bytes == 0x4000);
+  r.nd->destroy(2);
+  CHECK(r.nd->stats().mapped_bytes == 0);
+  CHECK(r.nd->stats().peak_mapped_bytes == 0x4000);
 }
 
 TEST_CASE("nested domains: bypass, block, emulated endpoints, refused attach, destroy") {

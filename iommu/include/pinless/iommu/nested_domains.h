@@ -56,6 +56,14 @@ class NestedDomains {
   std::vector<Range<Iova>> reserved(uint32_t ep) const;
   size_t domain_count() const { return domains_.size(); }
   uint64_t mapped_bytes(uint32_t domain) const;
+  // What the host did for the guest's MAPs and UNMAPs (successful calls only). Mapped bytes
+  // count IOVA per domain: a page in two domains counts twice here, though it is pinned once.
+  struct Stats {
+    uint64_t maps = 0, unmaps = 0;
+    uint64_t map_ns = 0, unmap_ns = 0;  // time in IOAS_COPY / IOAS_UNMAP
+    uint64_t mapped_bytes = 0, peak_mapped_bytes = 0;  // all domains
+  };
+  Stats stats() const;
   uint32_t source_ioas() const { return source_->ioas_id(); }
   uint32_t blocked_ioas() const { return blocked_->ioas_id(); }
   std::optional<uint32_t> domain_ioas(uint32_t domain) const;
@@ -77,6 +85,7 @@ class NestedDomains {
   std::vector<RamRegion> ram_;
   uint32_t identity_pt_;
   std::map<uint32_t, Endpoint> endpoints_;
+  Stats stats_;
   // Declared last: destroyed before the source and the blocking IOAS.
   std::map<uint32_t, std::unique_ptr<IommufdBackend>> domains_;
 };
