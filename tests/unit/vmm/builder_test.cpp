@@ -14,6 +14,7 @@
 
 #include "../../../vmm/src/builder.h"  // builder.h and run.h are private to vmm/src
 #include "../../../vmm/src/run.h"
+#include "fakes/fake_kvm.h"
 #include "fakes/fake_sys.h"
 #include "unit/iommu/fake_iommu.h"
 #include "pinless/vmm/layout.h"
@@ -72,16 +73,13 @@ struct ScriptedKvm {
   std::vector<uint32_t> mmio_values;  // what each MMIO read returned, in order
 
   explicit ScriptedKvm(FakeSys& sys, std::vector<Step> steps) : script(std::move(steps)) {
-    sys.on_open("/dev/kvm");
+    script_kvm_vm(sys);  // Kvm::open and Vm::create
     auto ok = [](int, unsigned long, void*) { return 0; };
-    sys.on_ioctl(KVM_GET_API_VERSION, [](int, unsigned long, void*) { return 12; });
-    sys.on_ioctl(KVM_CHECK_EXTENSION, [](int, unsigned long, void*) { return 1; });
+    // The kvm_run mapping is found below by this size.
     sys.on_ioctl(KVM_GET_VCPU_MMAP_SIZE, [](int, unsigned long, void*) { return 8192; });
-    sys.on_ioctl(KVM_CREATE_VM, [&sys](int, unsigned long, void*) { return sys.new_fd(); });
     sys.on_ioctl(KVM_CREATE_VCPU, [&sys](int, unsigned long, void*) { return sys.new_fd(); });
     for (unsigned long r : std::initializer_list<unsigned long>{
-             KVM_SET_TSS_ADDR, KVM_SET_IDENTITY_MAP_ADDR, KVM_CREATE_IRQCHIP, KVM_CREATE_PIT2, KVM_IRQ_LINE,
-             KVM_SET_CPUID2, KVM_SET_LAPIC, KVM_GET_SREGS, KVM_SET_SREGS, KVM_SET_FPU, KVM_IOEVENTFD,
+             KVM_IRQ_LINE, KVM_SET_CPUID2, KVM_SET_LAPIC, KVM_GET_SREGS, KVM_SET_SREGS, KVM_SET_FPU, KVM_IOEVENTFD,
              KVM_SET_GSI_ROUTING, KVM_IRQFD}) {
       sys.on_ioctl(r, ok);
     }
