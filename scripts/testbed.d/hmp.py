@@ -3,13 +3,11 @@
 each command's answer. The testbed uses it to record L1's CPU and interrupt state when a run
 overstays its --timeout, so a hang leaves evidence instead of a bare "timed out".
 
-hmp.py --kick-lost-wakeup SOCKET STATE_FILE: QEMU 7.2's TCG sometimes stops delivering L1's
-interrupts: L1's local APIC holds a deliverable vector in IRR (above the processor priority,
-nothing in service) and the CPU stays where it is, halted, or running L2 code that waits for
-L1 (e.g. for its other vCPU). Each call samples the CPU (RIP, halted) and the pending vectors;
-when a sample equals the previous one (kept in STATE_FILE; the caller calls every few
-seconds), the interrupt has been stuck all that time: it sends a key press, whose interrupt
-makes QEMU look at the APIC again, prints what it saw and exits 0. Otherwise exits 1."""
+hmp.py --kick SOCKET: presses a key (an i8042 interrupt) and prints where L1's CPU was and
+which vectors its local APIC held. scripts/testbed calls it when L1's heartbeat stops: QEMU
+7.2's TCG sometimes stops delivering L1's interrupts (a deliverable vector stays in the IRR
+while the CPU stays halted, or keeps running L2 code), and the key press makes QEMU look at
+the APIC again."""
 import re
 import socket
 import sys
@@ -38,8 +36,8 @@ def run(sock_path: str, cmds: list) -> list:
     return answers
 
 
-def stuck_interrupt(regs: str, lapic: str):
-    """A signature of (CPU position, deliverable pending vectors), or None if none is pending."""
+def cpu_state(regs: str, lapic: str) -> str:
+    """Where the CPU is and what its local APIC holds, in one line."""
     rip = re.search(r"RIP=([0-9a-f]+)", regs)
     halted = re.search(r"\bHLT=([01])\b", regs)
     rfl = re.search(r"RFL=([0-9a-f]+)", regs)
@@ -47,38 +45,23 @@ def stuck_interrupt(regs: str, lapic: str):
     isr = re.search(r"^ISR\s+(.*)$", lapic, re.M)
     ppr = re.search(r"PPR 0x([0-9a-f]+)", lapic)
     if not (rip and halted and rfl and irr and isr and ppr):
-        return None
+        return "CPU state unreadable from the monitor"
     pending = [int(v) for v in irr.group(1).split() if v.isdigit()]
     in_service = [int(v) for v in isr.group(1).split() if v.isdigit()]
-    if not pending or in_service or max(pending) >> 4 <= int(ppr.group(1), 16) >> 4:
-        return None
     where = "halted" if halted.group(1) == "1" else "running"
-    return (f"CPU {where} at RIP {rip.group(1)} (IF={int(rfl.group(1), 16) >> 9 & 1}) with vector(s) "
-            f"{pending} pending in the local APIC (PPR {ppr.group(1)})")
+    return (f"CPU {where} at RIP {rip.group(1)} (IF={int(rfl.group(1), 16) >> 9 & 1}), APIC IRR {pending} "
+            f"ISR {in_service} PPR {ppr.group(1)}")
 
 
 def main() -> int:
-    if len(sys.argv) == 4 and sys.argv[1] == "--kick-lost-wakeup":
-        sock, state = sys.argv[2], sys.argv[3]
+    if len(sys.argv) == 3 and sys.argv[1] == "--kick":
         try:
-            regs, lapic = run(sock, ["info registers", "info lapic"])
-            now = stuck_interrupt(regs, lapic)
-            try:
-                with open(state) as f:
-                    before = f.read()
-            except OSError:
-                before = None
-            if not now or now != before:
-                with open(state, "w") as f:
-                    f.write(now or "")
-                return 1
-            run(sock, ["sendkey shift"])
-            with open(state, "w") as f:
-                f.write("")
+            regs, lapic = run(sys.argv[2], ["info registers", "info lapic"])
+            run(sys.argv[2], ["sendkey shift"])
         except OSError as e:
-            print(f"hmp: {sock}: {e}", file=sys.stderr)
+            print(f"hmp: {sys.argv[2]}: {e}", file=sys.stderr)
             return 1
-        print(now)
+        print(f"{cpu_state(regs, lapic)}; pressed a key")
         return 0
     if len(sys.argv) < 3:
         print(__doc__, file=sys.stderr)

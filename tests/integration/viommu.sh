@@ -93,6 +93,8 @@ viommu_idle_pin() {
     pin=$(awk '/^VmPin:/ {print $2}' "/proc/$pid/status" 2>/dev/null)
   fi
   kill -TERM "$pid" 2>/dev/null
+  for i in $(seq 300); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+  kill -KILL "$pid" 2>/dev/null && echo "$name: pinless still ran 30 s after SIGTERM; killed" >>"$IT_LOG/$name.err"
   wait "$pid"
   echo "$pin"
 }
