@@ -1,5 +1,8 @@
 #include "builder_devices.h"
 
+#include <functional>
+#include <mutex>
+
 #include "pinless/base/log.h"
 #include "pinless/vmm/devices/acpi_pm.h"
 #include "pinless/vmm/devices/debug_port.h"
@@ -28,12 +31,23 @@ struct LegacyDevices::Impl {
   std::unique_ptr<devices::DebugPort> debug_port;
   std::unique_ptr<devices::AcpiPm> acpi_pm;
   std::unique_ptr<pci::PciRoot> pci;
+  std::function<void(bool)> ged_line;  // the GED's interrupt (the power button)
+  std::mutex ged_mutex;  // one press at a time: a pulse's two edges must not interleave
 };
 
 LegacyDevices::LegacyDevices(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
 LegacyDevices::LegacyDevices(LegacyDevices&&) noexcept = default;
 LegacyDevices::~LegacyDevices() = default;
 pci::PciRoot& LegacyDevices::pci_root() { return *impl_->pci; }
+
+void LegacyDevices::press_power_button() {
+  std::lock_guard lock(impl_->ged_mutex);
+  logger("dev")->info("power button pressed");
+  // The GED's interrupt is edge-triggered: the rising edge is the event, and lowering the
+  // line again at once readies it for the next press.
+  impl_->ged_line(true);
+  impl_->ged_line(false);
+}
 
 Result<Gpa> write_acpi_tables(const GuestMemory& memory, uint32_t cpus, bool serial,
                               const std::optional<acpi::ViotConfig>& viot) {
@@ -75,6 +89,8 @@ Result<LegacyDevices> LegacyDevices::create(Vm& vm, IoBus& bus, VmState& state, 
       [&state] { state.power_off("guest powered off (ACPI S5)"); },
       [&state] { state.reset("ACPI reset register (a reboot)"); });
   PINLESS_TRY_VOID(bus.register_pio(layout::kAcpiPmPort, layout::kAcpiPmSize, impl->acpi_pm.get(), "acpi-pm"));
+  // The power button has no registers: only the GED's interrupt (see press_power_button).
+  impl->ged_line = irq_line(vm, layout::kGedIrq);
   // PCI config space: ECAM over the whole window (the MCFG points there) and CF8/CFC.
   impl->pci = std::make_unique<pci::PciRoot>();
   PINLESS_TRY_VOID(bus.register_mmio(layout::kEcam.start, layout::kEcam.size, &impl->pci->ecam(), "pci-ecam"));

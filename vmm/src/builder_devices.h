@@ -3,7 +3,7 @@
 // and CF8/CFC), and the ACPI tables at 0xe0000. The device classes live in devices/ (another
 // owner); this file only constructs them, connects their callbacks to VmState/Timeline/Vm and
 // registers them on the IoBus. Owns the devices. Main thread only (the devices themselves
-// run on vCPU threads).
+// run on vCPU threads), except press_power_button, which is thread-safe.
 #pragma once
 
 #include <cstdint>
@@ -38,6 +38,12 @@ class LegacyDevices {
 
   // The PCI root (bus 0), for devices plugged in after the legacy ones (VFIO passthrough).
   pci::PciRoot& pci_root();
+
+  // Presses the ACPI power button (the DSDT's \_SB.PWRB, signalled through the Generic Event
+  // Device on layout::kGedIrq): a guest with ACPI button support then shuts down and powers
+  // off by itself (S5), which ends the VM like any guest poweroff. A guest that ignores it
+  // keeps running. Thread-safe; may be called from any thread while the vCPUs run.
+  void press_power_button();
 
  private:
   struct Impl;

@@ -12,14 +12,17 @@ constexpr uint8_t kZeroOp = 0x00, kOneOp = 0x01, kOnesOp = 0xff;
 constexpr uint8_t kBytePrefix = 0x0a, kWordPrefix = 0x0b, kDWordPrefix = 0x0c,
                   kQWordPrefix = 0x0e, kStringPrefix = 0x0d;
 constexpr uint8_t kNameOp = 0x08, kScopeOp = 0x10, kBufferOp = 0x11, kPackageOp = 0x12,
-                  kMethodOp = 0x14, kReturnOp = 0xa4, kExtOpPrefix = 0x5b, kDeviceOp = 0x82;
+                  kMethodOp = 0x14, kReturnOp = 0xa4, kExtOpPrefix = 0x5b, kDeviceOp = 0x82,
+                  kNotifyOp = 0x86;
 constexpr uint8_t kRootChar = '\\', kParentChar = '^', kDualNamePrefix = 0x2e,
                   kMultiNamePrefix = 0x2f, kNullName = 0x00;
 
 // Resource descriptor tags (ACPI 6.4 section 6.4).
 constexpr uint8_t kIrqNoFlagsTag = 0x22, kIoTag = 0x47, kEndTag = 0x79;
 constexpr uint8_t kMemory32FixedTag = 0x86, kDWordAddressTag = 0x87, kWordAddressTag = 0x88,
-                  kQWordAddressTag = 0x8a;
+                  kExtendedInterruptTag = 0x89, kQWordAddressTag = 0x8a;
+// Extended Interrupt flags (6.4.3.6): bit 0 consumer, 1 edge, 2 active low, 3 shared, 4 wake.
+constexpr uint8_t kIntConsumer = 0x01, kIntEdge = 0x02, kIntActiveLow = 0x04;
 constexpr uint8_t kSpaceMemory = 0, kSpaceIo = 1, kSpaceBus = 2;
 // General flags: ResourceProducer (bit 0 clear), PosDecode, MinFixed (bit 2), MaxFixed (bit 3).
 constexpr uint8_t kProducerFixed = 0x0c;
@@ -198,6 +201,13 @@ Bytes return_value(const Bytes& value) {
   return out;
 }
 
+Bytes notify(std::string_view path, const Bytes& value) {
+  Bytes out{kNotifyOp};
+  append(out, name_string(path));  // NotifyObject is a SuperName: here always a NameString
+  append(out, value);
+  return out;
+}
+
 ResourceTemplate& ResourceTemplate::io(uint16_t min, uint16_t max, uint8_t align, uint8_t len) {
   bytes_.push_back(kIoTag);
   bytes_.push_back(0x01);  // 16-bit decode
@@ -212,6 +222,17 @@ ResourceTemplate& ResourceTemplate::irq_no_flags(uint8_t irq) {
   if (irq > 15) bug("ISA IRQ out of range");
   bytes_.push_back(kIrqNoFlagsTag);
   put_le(bytes_, 1u << irq, 2);
+  return *this;
+}
+
+ResourceTemplate& ResourceTemplate::extended_interrupt(uint32_t gsi, Trigger trigger,
+                                                        Polarity polarity) {
+  bytes_.push_back(kExtendedInterruptTag);
+  put_le(bytes_, 6, 2);  // flags, table length, one DWord; no resource source follows
+  bytes_.push_back(uint8_t(kIntConsumer | (trigger == Trigger::kEdge ? kIntEdge : 0) |
+                           (polarity == Polarity::kActiveLow ? kIntActiveLow : 0)));
+  bytes_.push_back(1);  // interrupt table length
+  put_le(bytes_, gsi, 4);
   return *this;
 }
 

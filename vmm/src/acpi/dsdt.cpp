@@ -61,12 +61,38 @@ Bytes com1(const AcpiConfig& c) {
   });
 }
 
+// A hardware-reduced platform has no fixed-feature power button (the FADT says so) and no
+// GPE blocks, so the button is a control-method device (PNP0C0C) whose presses arrive
+// through a Generic Event Device: the VMM pulses the GED's interrupt, Linux's GED driver
+// runs _EVT, and Notify(PWRB, 0x80) makes the button driver report KEY_POWER. With one
+// event source, _EVT needs no status register to tell events apart.
+Bytes generic_event_device(const AcpiConfig& c) {
+  aml::ResourceTemplate crs;
+  crs.extended_interrupt(c.ged_irq, aml::Trigger::kEdge, aml::Polarity::kActiveHigh);
+  constexpr uint64_t kButtonPressed = 0x80;  // "status change": the button was pressed
+  return aml::device("GED0", {
+      aml::name("_HID", aml::string("ACPI0013")),
+      aml::name("_UID", aml::integer(0)),
+      aml::name("_CRS", crs.build()),
+      aml::method("_EVT", 1, false, {aml::notify("\\_SB.PWRB", aml::integer(kButtonPressed))}),
+  });
+}
+
+Bytes power_button() {
+  return aml::device("PWRB", {
+      aml::name("_HID", aml::eisa_id("PNP0C0C")),
+      aml::name("_UID", aml::integer(0)),
+  });
+}
+
 }  // namespace
 
 std::vector<uint8_t> build_dsdt(const AcpiConfig& config) {
   std::vector<Bytes> sb = {pci_host_bridge(config)};
   if (config.ecam.size != 0) sb.push_back(motherboard_resources(config));
   if (config.serial_port != 0) sb.push_back(com1(config));
+  sb.push_back(generic_event_device(config));
+  sb.push_back(power_button());
 
   Bytes body = aml::scope("\\_SB", sb);
   // \_S5_: SLP_TYPa, SLP_TYPb and two reserved entries. Hardware-reduced OSPM writes

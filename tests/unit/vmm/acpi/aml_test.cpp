@@ -100,3 +100,29 @@ TEST_CASE("aml: address space descriptors") {
   fixed.memory32_fixed(0xe0000000, 0x10000000);
   CHECK(fixed.descriptors() == Bytes{0x86, 0x09, 0x00, 0x01, 0, 0, 0, 0xe0, 0, 0, 0, 0x10});
 }
+
+TEST_CASE("aml: Notify(\\_SB.PWRB, 0x80)") {
+  CHECK(aml::notify("\\_SB.PWRB", aml::integer(0x80)) ==
+        Bytes{0x86, '\\', 0x2e, '_', 'S', 'B', '_', 'P', 'W', 'R', 'B', 0x0a, 0x80});
+  CHECK(aml::notify("BTN", aml::integer(2)) == Bytes{0x86, 'B', 'T', 'N', '_', 0x0a, 0x02});
+}
+
+TEST_CASE("aml: Method(_EVT, 1) { Notify(PWRB, 0x80) }") {
+  Bytes evt = aml::method("_EVT", 1, false, {aml::notify("PWRB", aml::integer(0x80))});
+  CHECK(evt == Bytes{0x14, 0x0d, '_', 'E', 'V', 'T', 0x01,
+                     0x86, 'P', 'W', 'R', 'B', 0x0a, 0x80});
+}
+
+TEST_CASE("aml: Extended Interrupt descriptors (large item 0x89)") {
+  // Interrupt(ResourceConsumer, Edge, ActiveHigh, Exclusive){5}: flags bit 0 consumer, bit 1
+  // edge; one DWord interrupt number; length 6 counts flags, table length and the DWord.
+  aml::ResourceTemplate edge;
+  edge.extended_interrupt(5, aml::Trigger::kEdge, aml::Polarity::kActiveHigh);
+  CHECK(edge.build() == Bytes{0x11, 0x0e, 0x0a, 0x0b,
+                              0x89, 0x06, 0x00, 0x03, 0x01, 0x05, 0x00, 0x00, 0x00,
+                              0x79, 0x00});
+  // Interrupt(ResourceConsumer, Level, ActiveLow, Exclusive){0x12345678}: bit 2 active low.
+  aml::ResourceTemplate level;
+  level.extended_interrupt(0x12345678, aml::Trigger::kLevel, aml::Polarity::kActiveLow);
+  CHECK(level.descriptors() == Bytes{0x89, 0x06, 0x00, 0x05, 0x01, 0x78, 0x56, 0x34, 0x12});
+}

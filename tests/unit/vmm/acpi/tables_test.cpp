@@ -191,6 +191,10 @@ TEST_CASE("acpi: iasl disassembles the tables without errors (skipped without ia
       CHECK(text.str().find("PNP0A08") != std::string::npos);
       CHECK(text.str().find("_S5_") != std::string::npos);
       CHECK(text.str().find("QWordMemory") != std::string::npos);
+      CHECK(text.str().find("Interrupt (ResourceConsumer, Edge, ActiveHigh, Exclusive") !=
+            std::string::npos);
+      CHECK(text.str().find("Notify (\\_SB.PWRB, 0x80)") != std::string::npos);
+      CHECK(text.str().find("PNP0C0C") != std::string::npos);
     }
   }
   (void)std::system((std::string("rm -rf ") + dir).c_str());

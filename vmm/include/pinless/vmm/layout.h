@@ -67,6 +67,11 @@ constexpr uint32_t kCom1Irq = 4;
 constexpr uint16_t kI8042Port = 0x60;
 constexpr uint16_t kI8042Size = 5;
 constexpr uint32_t kI8042KeyboardIrq = 1;
+// The ACPI Generic Event Device (the DSDT's \_SB.GED0, which signals the power button): a
+// free ISA IRQ, edge-triggered and active-high as every ISA IRQ is without a MADT override,
+// so its _CRS and the guest's IOAPIC setup agree. Not 9: the FADT names 9 as the SCI and
+// the MADT overrides it to level-triggered.
+constexpr uint32_t kGedIrq = 5;
 constexpr uint16_t kDebugPort = 0xf4;
 constexpr uint16_t kDebugPortSize = 2;
 constexpr uint16_t kAcpiPmPort = 0x3c0;

@@ -1,7 +1,7 @@
 // A small AML (ACPI Machine Language) builder: just the constructs pinless's DSDT needs
-// (names, scopes, devices, integers, strings, EISA ids, packages, buffers, simple methods
-// and resource templates). Every function returns the encoded bytes of one term, so terms
-// compose as values: device("COM1", {name("_HID", eisa_id("PNP0501")), ...}).
+// (names, scopes, devices, integers, strings, EISA ids, packages, buffers, simple methods,
+// Notify and resource templates). Every function returns the encoded bytes of one term, so
+// terms compose as values: device("COM1", {name("_HID", eisa_id("PNP0501")), ...}).
 // Encodings follow ACPI 6.x section 20 (AML grammar) and 6.4 (resource descriptors).
 // Pure functions and a value-type ResourceTemplate; thread-safe.
 #pragma once
@@ -35,6 +35,14 @@ Bytes device(std::string_view path, const std::vector<Bytes>& terms);
 Bytes method(std::string_view path, uint8_t arg_count, bool serialized,
              const std::vector<Bytes>& terms);
 Bytes return_value(const Bytes& value);
+// Notify(path, value): queue a notification for the object at `path` (e.g. 0x80, "status
+// changed", which a PNP0C0C power button reports as a button press). `value` is a TermArg,
+// usually integer(...).
+Bytes notify(std::string_view path, const Bytes& value);
+
+// Interrupt modes of an Extended Interrupt descriptor.
+enum class Trigger : uint8_t { kLevel, kEdge };
+enum class Polarity : uint8_t { kActiveHigh, kActiveLow };
 
 // Resource template builder (the _CRS buffer). Descriptors are appended in call order;
 // build() appends the End Tag and wraps the result in a Buffer.
@@ -44,6 +52,9 @@ class ResourceTemplate {
   ResourceTemplate& io(uint16_t min, uint16_t max, uint8_t align, uint8_t len);
   // IRQNoFlags(){irq}: edge-triggered, active-high ISA interrupt 0..15.
   ResourceTemplate& irq_no_flags(uint8_t irq);
+  // Interrupt(ResourceConsumer, trigger, polarity, Exclusive){gsi}: one GSI, not wake
+  // capable, no resource source (the GSI is global, not on a named interrupt controller).
+  ResourceTemplate& extended_interrupt(uint32_t gsi, Trigger trigger, Polarity polarity);
   // Memory32Fixed(ReadWrite, base, len).
   ResourceTemplate& memory32_fixed(uint32_t base, uint32_t len);
   // Address space descriptors as a ResourceProducer with MinFixed, MaxFixed, PosDecode and

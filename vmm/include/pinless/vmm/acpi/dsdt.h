@@ -4,6 +4,8 @@
 //   \_SB.MRES  motherboard resources (PNP0C02) reserving the ECAM, which Linux requires
 //              before it trusts MCFG
 //   \_SB.COM1  16550 UART (PNP0501) with its I/O ports and IRQ
+//   \_SB.GED0  Generic Event Device (ACPI0013) on AcpiConfig::ged_irq; its _EVT notifies PWRB
+//   \_SB.PWRB  the power button (PNP0C0C), pressed by LegacyDevices::press_power_button
 //   \_S5_      the soft-off sleep type that devices::AcpiPm recognises
 // Pure function; thread-safe.
 #pragma once

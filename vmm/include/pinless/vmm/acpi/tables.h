@@ -38,6 +38,9 @@ struct AcpiConfig {
   uint16_t serial_port = layout::kCom1Port;
   uint8_t serial_irq = layout::kCom1Irq;
 
+  // The Generic Event Device whose only event is the power button (edge, active high).
+  uint32_t ged_irq = layout::kGedIrq;
+
   // Interrupt controllers (KVM's in-kernel irqchip).
   Gpa ioapic = layout::kIoapic;
   uint8_t ioapic_id = 0;
