@@ -34,8 +34,9 @@ fi
 # 2. pinless check sees this machine as it is.
 source "$HERE/check.sh"
 
-# 3. pinless boots Linux microVMs.
+# 3. pinless boots Linux microVMs, and obeys its control API.
 source "$HERE/vmm_boot.sh"
+source "$HERE/api.sh"
 
 # 4. VFIO passthrough, 5. the virtio-iommu, and 6. fault-driven DMA with the IOMMUFD_TEST
 # mock device.

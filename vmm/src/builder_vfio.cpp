@@ -125,6 +125,23 @@ void VfioSetup::finish(Timeline& timeline) {
   timeline.set_section("dma", summary.dump());
 }
 
+nlohmann::ordered_json VfioSetup::dma_summary() const {
+  return impl_->dma ? impl_->dma->summary() : nlohmann::ordered_json(nullptr);
+}
+
+nlohmann::ordered_json VfioSetup::devices_json() const {
+  auto out = nlohmann::ordered_json::array();
+  const char* backend = impl_->backend ? iommu::backend_name(impl_->backend->kind()) : "none";
+  for (size_t i = 0; i < impl_->devices.size(); ++i) {
+    nlohmann::ordered_json d{{"host", impl_->devices[i]->device()->name()}, {"backend", backend}, {"domain", "vm"}};
+    d["bdf"] = i < impl_->devfns.size()
+                   ? nlohmann::ordered_json(fmt::format("00:{:02x}.{}", impl_->devfns[i] >> 3, impl_->devfns[i] & 7))
+                   : nlohmann::ordered_json(nullptr);
+    out.push_back(std::move(d));
+  }
+  return out;
+}
+
 iommu::Iommufd* VfioSetup::iommufd() const { return impl_->ioas ? impl_->iommufd.get() : nullptr; }
 uint32_t VfioSetup::ioas_id() const { return impl_->ioas ? impl_->ioas->ioas_id() : 0; }
 

@@ -20,6 +20,8 @@
 #include <string>
 #include <vector>
 
+#include <nlohmann/json.hpp>
+
 #include "pinless/base/result.h"
 #include "pinless/base/sys.h"
 #include "pinless/vmm/cli/config.h"
@@ -67,6 +69,11 @@ class VfioSetup {
   [[nodiscard]] Result<bool> on_fault_readable();
   // After the vCPUs stopped: the DMA summary into the timeline ("dma") and the log.
   void finish(Timeline& timeline);
+  // While the VM runs (event-loop thread, where faults are served): the DMA summary as
+  // finish() writes it (null without a DMA domain), and each device: guest BDF, host name,
+  // backend, IOMMU domain ("vm" = guest RAM at IOVA = GPA).
+  nlohmann::ordered_json dma_summary() const;
+  nlohmann::ordered_json devices_json() const;
 
  private:
   struct Impl;

@@ -131,7 +131,7 @@ Status ViommuSetup::add_endpoints(VfioSetup& vfio) {
 
 Status ViommuSetup::start(EventLoop& loop) { return impl_->slot->start(loop); }
 
-void ViommuSetup::finish(Timeline& timeline) {
+nlohmann::ordered_json ViommuSetup::summary() const {
   static constexpr const char* kTypes[] = {"unknown", "attach", "detach", "map", "unmap", "probe"};
   auto stats = impl_->viommu->model().stats();
   nlohmann::ordered_json j;
@@ -148,7 +148,8 @@ void ViommuSetup::finish(Timeline& timeline) {
   j["statuses"] = st;
   j["dropped"] = stats.dropped;
   j["refused_chains"] = impl_->viommu->refused_chains();
-  auto host = impl_->domains->stats();
+  iommu::NestedDomains::Stats host;
+  impl_->viommu->model().with_host_locked([&] { host = impl_->domains->stats(); });
   j["host"] = {{"ioas_copies", host.maps},
                {"ioas_unmaps", host.unmaps},
                {"copy_us", host.map_ns / 1000},
@@ -157,9 +158,15 @@ void ViommuSetup::finish(Timeline& timeline) {
                {"peak_mapped_bytes", host.peak_mapped_bytes}};
   j["domains"] = stats.domains;
   j["mappings"] = stats.mappings;
+  return j;
+}
+
+void ViommuSetup::finish(Timeline& timeline) {
+  auto j = summary();
+  const auto& r = j["requests"];
   logger("viommu")->info("virtio-iommu: {} attach, {} map, {} unmap, {} probe requests; {} domains, {} mappings now",
-                         stats.requests[1], stats.requests[3], stats.requests[4], stats.requests[5], stats.domains,
-                         stats.mappings);
+                         r["attach"].get<uint64_t>(), r["map"].get<uint64_t>(), r["unmap"].get<uint64_t>(),
+                         r["probe"].get<uint64_t>(), j["domains"].get<uint64_t>(), j["mappings"].get<uint64_t>());
   timeline.set_section("viommu", j.dump());
 }
 

@@ -17,6 +17,8 @@
 
 #include <memory>
 
+#include <nlohmann/json.hpp>
+
 #include "pinless/base/result.h"
 #include "pinless/base/sys.h"
 #include "pinless/pci/bar_allocator.h"
@@ -60,6 +62,8 @@ class ViommuSetup {
   [[nodiscard]] Status add_endpoints(VfioSetup& vfio);
   [[nodiscard]] Status start(EventLoop& loop);
   void finish(Timeline& timeline);
+  // The "viommu" section as finish() writes it, at any time (any thread).
+  nlohmann::ordered_json summary() const;
 
  private:
   struct Impl;

@@ -7,6 +7,7 @@
 
 #include "run.h"
 #include "pinless/base/log.h"
+#include "pinless/vmm/api/ctl.h"
 #include "pinless/vmm/check/host_check.h"
 #include "pinless/vmm/check/host_probe.h"
 #include "pinless/vmm/cli/config.h"
@@ -48,6 +49,8 @@ int main(int argc, char** argv) {
       std::fputs(out.c_str(), stdout);
       return check::exit_code(report);
     }
+    case CliResult::Action::kCtl:
+      return api::run_ctl(cli.ctl);
     case CliResult::Action::kRun:
       break;
   }

@@ -47,12 +47,14 @@ Status MicroVm::start(EventLoop& loop) {
 }
 
 void MicroVm::stop() {
-  if (state_ && state_->outcome() != VmState::Outcome::kSignal &&
+  if (state_ && state_->outcome() != VmState::Outcome::kSignal && state_->outcome() != VmState::Outcome::kStopped &&
       state_->outcome() != VmState::Outcome::kFailed && state_->outcome() != VmState::Outcome::kRunning) {
     timeline_.mark_once("guest_shutdown");
   }
   threads_.stop_all();
 }
+
+void MicroVm::press_power_button() { devices_->press_power_button(); }
 
 void MicroVm::finish() {
   if (vfio_) vfio_->finish(timeline_);

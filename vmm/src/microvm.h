@@ -13,6 +13,7 @@
 // Main thread only (the devices it owns run on vCPU threads, as their classes document).
 #pragma once
 
+#include <chrono>
 #include <memory>
 #include <optional>
 #include <vector>
@@ -58,6 +59,20 @@ class MicroVm {
   void finish();
 
   VmState& state() { return *state_; }
+
+  // For the control API (MicroVmControl; event-loop thread). pause() parks every vCPU out of
+  // KVM_RUN and returns whether they all were within `timeout`.
+  bool pause(std::chrono::milliseconds timeout) { return threads_.pause(timeout); }
+  void resume() { threads_.resume(); }
+  bool paused() const { return threads_.paused(); }
+  VcpuThreads::ExitTotals exits() const { return threads_.exits(); }
+  // The ACPI power button (a GED event): a guest that handles it powers off.
+  void press_power_button();
+  const VmConfig& config() const { return config_; }
+  const Timeline& timeline() const { return timeline_; }
+  const GuestMemory& memory() const { return *memory_; }
+  const VfioSetup* vfio() const { return vfio_.get(); }
+  const ViommuSetup* viommu() const { return viommu_.get(); }
 
  private:
   friend Result<std::unique_ptr<MicroVm>> build_microvm(const VmConfig&, Timeline&, Sys&);

@@ -8,8 +8,10 @@
 
 #include "pinless/base/fd.h"
 #include "pinless/base/log.h"
+#include "pinless/vmm/api/server.h"
 #include "pinless/vmm/event_loop.h"
 #include "builder.h"
+#include "microvm_control.h"
 
 namespace pinless::vmm {
 namespace {
@@ -64,6 +66,14 @@ Result<RunResult> run_microvm(const VmConfig& config, Timeline& timeline, Sys& s
     while (::read(stop_signals.fd(), &si, sizeof(si)) == sizeof(si)) state.interrupted(int(si.ssi_signo));
     return EventLoop::Next::kWait;
   }));
+  // The control API: bound before the vCPU threads exist (its socket is made 0600 with a
+  // umask around bind), and destroyed (socket removed) before the loop and the VM.
+  MicroVmControl control(*vm, loop);
+  std::unique_ptr<api::ApiServer> api;
+  if (!config.api_socket.empty()) {
+    api = PINLESS_TRY(api::ApiServer::create(loop, config.api_socket, control));
+    control.set_server(api.get());
+  }
   PINLESS_TRY_VOID(vm->start(loop));
   loop.run();
   vm->stop();
@@ -94,6 +104,8 @@ std::string describe(const RunResult& r, ExitStatusMode mode) {
       return fmt::format("guest crashed ({}); exit status {}", r.cause, r.exit_status);
     case VmState::Outcome::kSignal:
       return fmt::format("{}; VM stopped", r.cause);
+    case VmState::Outcome::kStopped:
+      return r.cause;
     case VmState::Outcome::kFailed:
       return r.cause;
     case VmState::Outcome::kRunning:

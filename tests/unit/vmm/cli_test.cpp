@@ -237,3 +237,32 @@ TEST_CASE("cli: the option parsers return a Status whose message is the printed 
   REQUIRE_FALSE(twice);
   CHECK(twice.error().message() == "--device vfio,host=0000:00:03.0: the same device is given twice");
 }
+
+TEST_CASE("--api-socket and pinless ctl") {
+  TempFile k;
+  auto r = parse({"run", "--kernel", k.path, "--api-socket", "/run/vm1.sock"});
+  REQUIRE(r.action == Action::kRun);
+  CHECK(r.config.api_socket == "/run/vm1.sock");
+  CHECK(parse({"run", "--kernel", k.path}).config.api_socket.empty());
+
+  auto c = parse({"ctl", "--api-socket", "/run/vm1.sock", "--json", "counters"});
+  REQUIRE(c.action == Action::kCtl);
+  CHECK(c.ctl.api_socket == "/run/vm1.sock");
+  CHECK(c.ctl.command == "counters");
+  CHECK(c.ctl.json);
+  auto s = parse({"ctl", "--api-socket", "/s", "shutdown", "--timeout", "5"});
+  REQUIRE(s.action == Action::kCtl);
+  CHECK(s.ctl.timeout_s == 5);
+
+  auto bad = parse({"ctl", "--api-socket", "/s", "reboot"});
+  CHECK(bad.action == Action::kError);
+  CHECK(bad.text.find("reboot") != std::string::npos);
+  CHECK(parse({"ctl", "info"}).action == Action::kError);  // --api-socket is required
+  auto t = parse({"ctl", "--api-socket", "/s", "pause", "--timeout", "5"});
+  CHECK(t.action == Action::kError);
+  CHECK(t.text.find("only applies to shutdown") != std::string::npos);
+  CHECK(parse({"ctl", "--api-socket", "/s", "shutdown", "--timeout", "0"}).action == Action::kError);
+  auto help = parse({"ctl", "--help"});
+  CHECK(help.action == Action::kHelp);
+  CHECK(help.text.find("power button") != std::string::npos);
+}

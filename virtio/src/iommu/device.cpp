@@ -25,7 +25,7 @@ Result<bool> ViommuDevice::process(uint16_t index, SplitQueue& queue) {
       used = model_->handle(std::span<const uint8_t>(request.data(), n), reply_);
       chain->scatter(std::span<const uint8_t>(reply_.data(), used));
     } else {
-      refused_++;  // used length 0: the driver sees IOERR
+      refused_.fetch_add(1, std::memory_order_relaxed);  // used length 0: the driver sees IOERR
     }
     queue.push(chain->head, used);
     requests_++;

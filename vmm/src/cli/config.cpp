@@ -196,6 +196,9 @@ CliResult parse_cli(const std::vector<std::string>& args, const HostLimits& host
                   "what the exit status carries: guest (the guest's 0xf5 status on poweroff; it can "
                   "overlap pinless's own 1, 2, 3, 128+N) or vmm (pinless's outcome only; see below)")
       ->default_str("guest");
+  run->add_option("--api-socket", cfg.api_socket,
+                  "serve the control API (HTTP/JSON, docs/api.md) on this Unix socket, mode 0600; "
+                  "`pinless ctl --api-socket PATH ...` or curl --unix-socket talk to it");
   CLI::App* check = app.add_subcommand(
       "check", "Report what this host offers pinless (KVM and its speed, IOMMU, iommufd, VFIO, "
                "page requests, pinning limits, huge pages); exit 0 when guests can run at speed");
@@ -203,11 +206,25 @@ CliResult parse_cli(const std::vector<std::string>& args, const HostLimits& host
   check->footer("Each item is PASS, WARN (a feature will not work, and what to do) or FAIL (no guest\n"
                 "can run). The KVM speed probe times a small guest loop against the same loop on the\n"
                 "host; below 0.2x, KVM counts as unusable (docs/check.md). Exit status: 0 usable, 1 not.");
+  CLI::App* ctl = app.add_subcommand("ctl", "Ask or tell a running pinless (started with --api-socket) "
+                                            "through its control API");
+  ctl->add_option("--api-socket", result.ctl.api_socket, "the socket given to `pinless run --api-socket`")->required();
+  ctl->add_flag("--json", result.ctl.json, "print the JSON response as it came (for scripts)");
+  ctl->add_option("--timeout", result.ctl.timeout_s,
+                  "shutdown: seconds the guest gets to power off before pinless stops it (default 30)")
+      ->check(CLI::Range(uint64_t{1}, uint64_t{3600}));
+  ctl->add_option("command", result.ctl.command,
+                  "info | counters | timeline | pause | resume | shutdown (ACPI power button) | stop (now)")
+      ->required()
+      ->check(CLI::IsMember({"info", "counters", "timeline", "pause", "resume", "shutdown", "stop"}));
+  ctl->footer("Exit status: 0 when pinless did what was asked, 1 when it answered with an error or\n"
+              "could not be reached (the message says which).");
   const char* exit_status_text =
       "Exit status of 'pinless run': the status the guest wrote to port 0xf5 before powering\n"
       "off (0 if none), 1 if pinless failed, 2 if the guest reset (reboot, triple fault,\n"
       "panic), 3 if KVM reported a guest crash, 128+N if stopped by signal N (SIGINT/SIGTERM\n"
-      "stop the VM cleanly). A guest may report 1, 2, 3 or 128+N itself; with --exit-status vmm\n"
+      "stop the VM cleanly), 0 if stopped through the control API (vm.stop). A guest may\n"
+      "report 1, 2, 3 or 128+N itself; with --exit-status vmm\n"
       "it cannot be mistaken for pinless: 0 then means the guest powered off reporting 0 or\n"
       "nothing, 4 that it powered off reporting N != 0 (stderr: 'pinless: guest exit status N'),\n"
       "and 1, 2, 3, 128+N are pinless's own as above (docs/guest-abi.md).";
@@ -220,7 +237,7 @@ CliResult parse_cli(const std::vector<std::string>& args, const HostLimits& host
     app.parse(reversed);
   } catch (const CLI::CallForHelp&) {
     result.action = CliResult::Action::kHelp;
-    result.text = run->parsed() ? run->help() : check->parsed() ? check->help() : app.help();
+    result.text = run->parsed() ? run->help() : check->parsed() ? check->help() : ctl->parsed() ? ctl->help() : app.help();
     return result;
   } catch (const CLI::CallForVersion&) {
     result.action = CliResult::Action::kVersion;
@@ -233,6 +250,14 @@ CliResult parse_cli(const std::vector<std::string>& args, const HostLimits& host
   }
   if (check->parsed()) {
     result.action = CliResult::Action::kCheck;
+    return result;
+  }
+  if (ctl->parsed()) {
+    if (result.ctl.timeout_s != 0 && result.ctl.command != "shutdown") {
+      result.text = "ctl: --timeout only applies to shutdown";
+      return result;
+    }
+    result.action = CliResult::Action::kCtl;
     return result;
   }
   if (!run->parsed()) {

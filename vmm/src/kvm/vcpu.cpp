@@ -85,4 +85,6 @@ void Vcpu::request_exit() {
   __atomic_store_n(&run_struct()->immediate_exit, uint8_t{1}, __ATOMIC_SEQ_CST);
 }
 
+void Vcpu::clear_exit_request() { __atomic_store_n(&run_struct()->immediate_exit, uint8_t{0}, __ATOMIC_SEQ_CST); }
+
 }  // namespace pinless::vmm

@@ -15,6 +15,7 @@ void VmState::set_guest_status(uint8_t status) {
 void VmState::power_off(std::string cause) { finish(Outcome::kPowerOff, std::move(cause)); }
 void VmState::reset(std::string cause) { finish(Outcome::kReset, std::move(cause)); }
 void VmState::crash(std::string cause) { finish(Outcome::kCrash, std::move(cause)); }
+void VmState::stopped(std::string cause) { finish(Outcome::kStopped, std::move(cause)); }
 void VmState::fail(std::string message) { finish(Outcome::kFailed, std::move(message)); }
 void VmState::interrupted(int signo) {
   const char* name = sigabbrev_np(signo);
@@ -62,6 +63,7 @@ int exit_status_for(ExitStatusMode mode, VmState::Outcome outcome, std::optional
     case VmState::Outcome::kReset: return kExitReset;
     case VmState::Outcome::kCrash: return kExitCrash;
     case VmState::Outcome::kSignal: return kExitSignal + signo;
+    case VmState::Outcome::kStopped: return 0;
     case VmState::Outcome::kFailed: return kExitFailed;
     case VmState::Outcome::kRunning: return kExitFailed;  // asked before the VM ended: a pinless bug
   }

@@ -3,6 +3,7 @@
 #include <asio/io_context.hpp>
 #include <asio/posix/stream_descriptor.hpp>
 #include <asio/post.hpp>
+#include <asio/steady_timer.hpp>
 
 #include <vector>
 
@@ -44,6 +45,7 @@ struct EventLoop::Impl {
   // Declared first, destroyed last: the sources deregister from its reactor before it goes.
   asio::io_context ctx{1};
   std::vector<std::unique_ptr<Source>> sources;
+  std::vector<std::unique_ptr<asio::steady_timer>> timers;  // after(); few, kept until the end
 };
 
 EventLoop::EventLoop() : impl_(std::make_unique<Impl>()) {}
@@ -61,6 +63,16 @@ Status EventLoop::add_fd(int fd, std::string name, Handler handler) {
   impl_->sources.push_back(std::move(s));
   return {};
 }
+
+void EventLoop::after(std::chrono::milliseconds delay, std::function<void()> fn) {
+  auto timer = std::make_unique<asio::steady_timer>(impl_->ctx, delay);
+  timer->async_wait([fn = std::move(fn)](const asio::error_code& ec) {
+    if (!ec) fn();
+  });
+  impl_->timers.push_back(std::move(timer));
+}
+
+asio::io_context& EventLoop::context() { return impl_->ctx; }
 
 void EventLoop::run() { impl_->ctx.run(); }
 size_t EventLoop::poll() { return impl_->ctx.poll(); }

@@ -1,7 +1,8 @@
 // EventLoop: the main thread's event loop, on Asio (standalone Asio from libasio-dev: header
 // only, no Boost libraries to link). Event sources are file descriptors with a non-blocking
-// handler: the VM-end eventfd, the stop-signal signalfd, the iommufd fault queues, and next the
-// API socket. Lower layers know nothing of Asio; they expose an fd and an on_readable().
+// handler: the VM-end eventfd, the stop-signal signalfd, the iommufd fault queues, the
+// virtio-iommu's notifications. Lower layers know nothing of Asio; they expose an fd and an
+// on_readable(). The control API's sockets (vmm/api/server.h) are Asio objects on context().
 //
 // Readiness is level-triggered per wait. Asio's Linux reactor registers each fd with EPOLLET,
 // but every wait on an fd re-arms it with EPOLL_CTL_MOD (asio/detail/impl/epoll_reactor.ipp,
@@ -15,11 +16,16 @@
 // fds (their owners close them after the loop is destroyed or the source is removed).
 #pragma once
 
+#include <chrono>
 #include <functional>
 #include <memory>
 #include <string>
 
 #include "pinless/base/result.h"
+
+namespace asio {
+class io_context;
+}
 
 namespace pinless::vmm {
 
@@ -36,6 +42,11 @@ class EventLoop {
   // Calls `handler` on the loop thread whenever `fd` becomes readable (or errors/hangs up).
   // `name` appears in error messages. The fd must stay open while the loop exists.
   [[nodiscard]] Status add_fd(int fd, std::string name, Handler handler);
+  // Calls `fn` on the loop thread after `delay` (once), unless the loop stopped before.
+  void after(std::chrono::milliseconds delay, std::function<void()> fn);
+  // The Asio context, for event sources that are Asio objects themselves (the API server's
+  // sockets); loop thread only.
+  asio::io_context& context();
   // Runs handlers until stop(). Returns at once if stop() was already called.
   void run();
   // Runs the handlers that are ready now, without blocking; returns how many ran (tests).

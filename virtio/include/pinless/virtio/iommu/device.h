@@ -8,6 +8,7 @@
 // Thread-compatible: the transport calls it with its lock held; the model has its own lock.
 #pragma once
 
+#include <atomic>
 #include <memory>
 
 #include "pinless/virtio/device.h"
@@ -40,13 +41,13 @@ class ViommuDevice final : public VirtioDevice {
 
   ViommuModel& model() { return *model_; }
   uint64_t requests() const { return requests_; }
-  uint64_t refused_chains() const { return refused_; }
+  uint64_t refused_chains() const { return refused_.load(std::memory_order_relaxed); }
 
  private:
   std::unique_ptr<ViommuModel> model_;
   std::vector<uint8_t> reply_;
   uint64_t requests_ = 0;
-  uint64_t refused_ = 0;
+  std::atomic<uint64_t> refused_{0};  // written on the queue's thread, read by the API
 };
 
 }  // namespace pinless::virtio

@@ -117,6 +117,13 @@ class ViommuModel {
 
   Stats stats() const;
   State state() const;
+  // Calls `fn` with the model's mutex held: the host's own counters (which only calls made
+  // under that mutex change) can then be read from another thread.
+  template <class Fn>
+  void with_host_locked(Fn&& fn) const {
+    std::lock_guard lock(mu_);
+    fn();
+  }
 
  private:
   struct Mapping {

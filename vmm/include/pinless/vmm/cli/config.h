@@ -46,6 +46,8 @@ struct VmConfig {
   DmaConfig dma;        // --ram-region, --dma-fallback, --pin-limit, --device mock
   // --viommu: a virtio-iommu at 00:01.0 with every function on bus 0 behind it (docs/viommu.md).
   bool viommu = false;
+  // --api-socket PATH: the control API (docs/api.md); empty = none.
+  std::string api_socket;
   // Whether any device does DMA into guest RAM (VFIO or mock).
   bool has_dma_devices() const { return !vfio_devices.empty() || !dma.mocks.empty(); }
 };
@@ -56,10 +58,19 @@ struct HostLimits {
 // The running host's limits (sysconf).
 HostLimits host_limits();
 
+// `pinless ctl`: one request to a running pinless's control API.
+struct CtlConfig {
+  std::string api_socket;
+  std::string command;        // info, counters, timeline, pause, resume, shutdown, stop
+  bool json = false;          // print the response body as it came
+  uint64_t timeout_s = 0;     // shutdown: the guest's time to power off (0: the server's default)
+};
+
 struct CliResult {
-  enum class Action { kRun, kCheck, kHelp, kVersion, kError };
+  enum class Action { kRun, kCheck, kCtl, kHelp, kVersion, kError };
   Action action = Action::kError;
   VmConfig config;   // kRun
+  CtlConfig ctl;     // kCtl
   bool check_json = false;  // kCheck: --json
   std::string text;  // kHelp: the help text; kError: the one-line error
 };

@@ -48,6 +48,9 @@ class Vcpu {
   // Makes KVM_RUN return -EINTR now (if the caller also signals the thread) or on the next
   // entry. Thread-safe.
   void request_exit();
+  // Undoes request_exit() (vCPU thread, after KVM_RUN returned -EINTR), so a kick that only
+  // meant "look up" (a pause) does not make every later KVM_RUN return at once.
+  void clear_exit_request();
 
  private:
   Vcpu(Sys* sys, uint32_t id, UniqueFd fd, MappedMemory run)

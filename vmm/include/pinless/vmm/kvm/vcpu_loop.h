@@ -12,6 +12,7 @@
 
 #include "pinless/vmm/io_bus.h"
 #include "pinless/vmm/kvm/vcpu.h"
+#include "pinless/vmm/kvm/vcpu_control.h"
 #include "pinless/vmm/kvm/vm_state.h"
 
 namespace pinless::vmm {
@@ -22,8 +23,10 @@ constexpr int kVcpuKickSignal = SIGUSR1;
 void install_vcpu_kick_handler();
 
 // Runs `vcpu` on the calling thread until `state` stops. `before_first_run` (may be empty) is
-// called just before the first KVM_RUN (the timeline's first_kvm_run).
-void run_vcpu(Vcpu& vcpu, IoBus& bus, VmState& state, const std::function<void()>& before_first_run);
+// called just before the first KVM_RUN (the timeline's first_kvm_run). With a `gate`, the
+// vCPU parks before KVM_RUN while the gate is paused; `exits` (may be null) counts its exits.
+void run_vcpu(Vcpu& vcpu, IoBus& bus, VmState& state, const std::function<void()>& before_first_run,
+              PauseGate* gate = nullptr, ExitCounters* exits = nullptr);
 
 // One std::thread per vCPU. Owns the threads (not the vCPUs). Main thread only.
 class VcpuThreads {
@@ -37,12 +40,29 @@ class VcpuThreads {
   // every vCPU out of KVM_RUN and joins the threads.
   void stop_all();
 
+  // Parks every vCPU out of KVM_RUN; returns whether all were parked within `timeout` (they
+  // stay paused either way until resume()). Idempotent.
+  bool pause(std::chrono::milliseconds timeout);
+  void resume();
+  bool paused() const { return gate_.paused(); }
+  // Exits of all vCPUs so far, summed: index = KVM exit reason.
+  struct ExitTotals {
+    std::array<uint64_t, ExitCounters::kReasons> by_reason{};
+    uint64_t interrupted = 0;
+    uint64_t other = 0;
+  };
+  ExitTotals exits() const;
+
  private:
   struct Entry {
     Vcpu* vcpu;
     VmState* state;
     std::thread thread;
   };
+  void kick_all();
+
+  PauseGate gate_;
+  std::vector<std::unique_ptr<ExitCounters>> counters_;  // one per vCPU, never shrinks
   std::vector<Entry> threads_;
 };
 

@@ -28,7 +28,8 @@ constexpr int kExitSignal = 128;     // + the signal number
 
 class VmState {
  public:
-  enum class Outcome { kRunning, kPowerOff, kReset, kCrash, kSignal, kFailed };
+  // kStopped: stopped on request through the control API (vm.stop, or vm.shutdown's timeout).
+  enum class Outcome { kRunning, kPowerOff, kReset, kCrash, kSignal, kStopped, kFailed };
 
   // `wake_fd`: an eventfd the main thread polls (may be invalid in tests). Owned.
   explicit VmState(UniqueFd wake_fd = UniqueFd()) : wake_fd_(std::move(wake_fd)) {}
@@ -39,6 +40,8 @@ class VmState {
   void reset(std::string cause);
   void crash(std::string cause);
   void interrupted(int signo);
+  // The control API stopped the VM (`cause` says which request).
+  void stopped(std::string cause);
   // pinless itself failed on a vCPU thread (e.g. KVM_RUN returned an unexpected errno).
   void fail(std::string message);
 
@@ -63,7 +66,8 @@ class VmState {
 };
 
 // The exit status for an outcome: on poweroff the guest's status (kGuest) or 0 / kExitGuestStatus
-// (kVmm); otherwise kExitReset, kExitCrash, kExitSignal + signo or kExitFailed in both modes.
+// (kVmm); 0 when stopped through the API (what was asked was done); otherwise kExitReset,
+// kExitCrash, kExitSignal + signo or kExitFailed in both modes.
 int exit_status_for(ExitStatusMode mode, VmState::Outcome outcome, std::optional<uint8_t> guest_status, int signo);
 
 }  // namespace pinless::vmm
