@@ -234,6 +234,33 @@ Result<bool> DmaDomain::on_fault_readable() {
 
 uint64_t DmaDomain::pinned_bytes() const { return impl_->accounting.total(); }
 
+Status DmaDomain::set_fault_policy(uint64_t ram_offset, std::optional<uint64_t> premap_pages,
+                                   std::optional<WindowPolicy> window) {
+  Impl& m = *impl_;
+  for (size_t i = 0; i < m.policy.regions.size(); ++i) {
+    DmaRegion& r = m.policy.regions[i];
+    if (r.offset != ram_offset) continue;
+    const std::string ctx = fmt::format("region {}+{:#x}", r.name, r.offset);
+    if (!r.fault) {
+      return fail("DMA policy change", ENOTSUP, ctx,
+                  m.fallback.empty()
+                      ? "the region is pinned; switching it to fault-driven DMA at run time is not built (start it with "
+                        "--ram-region ...,dma=fault)"
+                      : "fault-driven DMA fell back to pinning at start (" + m.fallback + ")");
+    }
+    FaultPolicy p = r.fault_policy;
+    if (premap_pages) p.premap_pages = *premap_pages;
+    if (window) p.window = *window;
+    // Checked on the first engine region before any changes: all of them take the same policy.
+    if (i >= m.fault_of_region.size() || !m.engine) return fail("DMA policy change", EIO, ctx, "no fault engine");
+    for (uint32_t e : m.fault_of_region[i]) PINLESS_TRY_VOID(m.engine->set_policy(e, p));
+    r.fault_policy = p;
+    return {};
+  }
+  return fail("DMA policy change", EINVAL, fmt::format("RAM offset {:#x}", ram_offset),
+              "no DMA region starts there (vm.info lists them)");
+}
+
 nlohmann::ordered_json DmaDomain::summary() const {
   const Impl& m = *impl_;
   nlohmann::ordered_json j;

@@ -35,6 +35,18 @@ Result<uint32_t> FaultEngine::add_region(const FaultRegionSpec& spec) {
   return static_cast<uint32_t>(regions_.size() - 1);
 }
 
+Status FaultEngine::set_policy(uint32_t i, const FaultPolicy& p) {
+  if (i >= regions_.size()) return fail("fault policy", EINVAL, "region " + std::to_string(i), "no such fault region");
+  const std::string ctx = "fault region " + regions_[i].spec.name;
+  if (p.premap_pages == 0 || p.premap_pages > kMaxPremapPages) {
+    return fail("fault policy", EINVAL, ctx, fmt::format("premap must be 1..{} pages", kMaxPremapPages));
+  }
+  if (p.max_hint_pages == 0) return fail("fault policy", EINVAL, ctx, "the hint cap must be at least 1 page");
+  regions_[i].spec.fault_policy = p;
+  regions_[i].window.fault_policy = p;
+  return {};
+}
+
 int FaultEngine::find_region(Iova addr) const {
   Gpa gpa(addr.value());  // IOVA = GPA for fault regions
   for (size_t i = 0; i < regions_.size(); ++i) {

@@ -77,7 +77,10 @@ void Run::spawn(const std::string& pinless, const std::string& kernel, const std
     args.push_back("--pin-limit");
     args.push_back(std::to_string(pin_limit_ / kMiB) + "M,reclaim=" + (policy_ == "reclaim" ? "on" : "off"));
   }
-  args.insert(args.end(), {"--timeline=" + timeline_, "--log-level", "info"});
+  pinless_path_ = pinless;
+  api_socket_ = dir + "/" + policy_ + ".sock";
+  std::remove(api_socket_.c_str());
+  args.insert(args.end(), {"--timeline=" + timeline_, "--log-level", "info", "--api-socket", api_socket_});
   std::string shown;
   for (const auto& a : args) shown += (shown.empty() ? "" : " ") + (a.find(' ') != std::string::npos ? "'" + a + "'" : a);
   std::printf("# %s: %s\n", policy_.c_str(), shown.c_str());
@@ -193,6 +196,7 @@ void Run::execute(const std::string& pinless, const std::string& kernel, const s
       touch(regions_[i]);
       windows(regions_[i]);
     }
+    premap_change(regions_[1]);
     burst(regions_[4]);
     outside_ram(regions_[4]);
   }

@@ -49,6 +49,9 @@ inline constexpr uint64_t kOutsideRam = 1ull << 30;             // in the mock a
 inline constexpr uint64_t kTouchOffset = 8 * kMiB;              // 2 MiB aligned inside each region
 inline constexpr uint64_t kTouchBytes = 4 * kMiB;
 inline constexpr uint64_t kProbeOffset = 32 * kMiB + 5 * kPage + 0x123;  // unaligned on purpose
+// vm.ram-region (the control API, through `pinless ctl`): region 1's premap grows to this,
+// and a fault at kChangeOffset (untouched by the checks before) must map the new window.
+inline constexpr uint64_t kChangedPremap = 64, kChangeOffset = 48 * kMiB + 3 * kPage;
 inline constexpr unsigned kBurst = 5000;
 inline constexpr uint64_t kBurstOffset = 4 * kMiB, kBurstStride = 3;  // pages 0, 3, 6, ...: never adjacent
 // The pin-limit runs: 48 MiB static + room for 16 aligned 64 KiB windows.
@@ -139,6 +142,7 @@ class Run {
   void check_pin_region();
   void touch(const Region& g);
   void windows(const Region& g);
+  void premap_change(Region& g);
   void burst(const Region& g);
   void outside_ram(const Region& g);
   void reclaim(const Region& g);
@@ -157,6 +161,7 @@ class Run {
   uint32_t home_ = 0, stdev_ = 0, idev_ = 0;
   std::vector<iommu_iova_range> home_attached_;
   PinlessProcess pinless_;
+  std::string pinless_path_, api_socket_;
   std::string timeline_;
   uint32_t ioas_ = 0, hwpt_ = 0, fault_ = 0;
   uint8_t* ram_ = nullptr;

@@ -1,4 +1,5 @@
 // pinless_fault_mock: the checks of a run while pinless serves faults (see pinless_fault_mock.h).
+#include <cstdlib>
 #include <deque>
 
 #include "pinless_fault_mock.h"
@@ -60,6 +61,35 @@ void Run::windows(const Region& g) {
   check(ok1 && ok2 && w2.end * kPage <= g.gpa + g.size && uint64_t(kb) == want, name("window-premap-" + std::to_string(g.premap)),
         "fault at 0x%llx mapped exactly %s; fault at 0x%llx mapped exactly %s; VmPin +%ld kB (want +%llu)", ull(a1),
         s1.c_str(), ull(a2), s2.c_str(), kb, ull(want));
+}
+
+// The control API changes region g's premap window while pinless serves faults
+// (`pinless ctl ram-region`): the next fault maps exactly the new window, and the exit
+// timeline's region shows the new premap (timeline-regions checks g.premap).
+void Run::premap_change(Region& g) {
+  const std::string out = api_socket_ + ".ctl.txt";
+  const std::string cmd = "'" + pinless_path_ + "' ctl --api-socket '" + api_socket_ + "' ram-region --offset " +
+                          std::to_string(g.gpa) + " --premap " + std::to_string(kChangedPremap) + " >'" + out + "' 2>&1";
+  int rc = std::system(cmd.c_str());
+  const uint64_t was = g.premap;
+  if (rc != 0) {
+    check(false, name("premap-change"), "pinless ctl ram-region failed (status %d): %s", rc, file_tail(out, 3).c_str());
+    return;
+  }
+  g.premap = kChangedPremap;
+  long kb0 = vmpin();
+  bool ok = false;
+  uint64_t addr = g.gpa + kChangeOffset;
+  Span w = fault(g, addr);
+  std::string s = exact(w, &ok);
+  std::string said = file_tail(out, 1);
+  while (!said.empty() && (said.back() == '\n' || said.back() == '\r')) said.pop_back();
+  uint64_t want = w.count() * kPage / 1024;
+  long kb = vmpin_reaching(kb0 + long(want)) - kb0;
+  check(ok && w.count() == kChangedPremap && uint64_t(kb) == want, name("premap-change"),
+        "ctl ram-region --premap %llu (was %llu): \"%s\"; then a fault at 0x%llx mapped exactly %s; VmPin +%ld kB "
+        "(want +%llu)",
+        ull(kChangedPremap), ull(was), said.c_str(), ull(addr), s.c_str(), kb, ull(want));
 }
 
 // Thousands of faults at distinct, non-adjacent pages, triggered back to back from this one

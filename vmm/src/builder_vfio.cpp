@@ -129,6 +129,14 @@ nlohmann::ordered_json VfioSetup::dma_summary() const {
   return impl_->dma ? impl_->dma->summary() : nlohmann::ordered_json(nullptr);
 }
 
+Status VfioSetup::set_fault_policy(uint64_t ram_offset, std::optional<uint64_t> premap_pages,
+                                   std::optional<iommu::WindowPolicy> window) {
+  if (!impl_->dma) {
+    return fail("vm.ram-region", ENOTSUP, "no assigned device", "guest RAM has a DMA policy only with --device");
+  }
+  return impl_->dma->set_fault_policy(ram_offset, premap_pages, window);
+}
+
 nlohmann::ordered_json VfioSetup::devices_json() const {
   auto out = nlohmann::ordered_json::array();
   const char* backend = impl_->backend ? iommu::backend_name(impl_->backend->kind()) : "none";

@@ -17,6 +17,7 @@
 
 #include <functional>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -28,6 +29,7 @@
 #include "pinless/vmm/io_bus.h"
 #include "pinless/vmm/kvm/vm.h"
 #include "pinless/vmm/memory/guest_memory.h"
+#include "pinless/iommu/dma_policy.h"
 #include "pinless/iommu/iommufd_backend.h"
 #include "pinless/pci/bar_allocator.h"
 #include "pinless/pci/pci_root.h"
@@ -73,6 +75,9 @@ class VfioSetup {
   // finish() writes it (null without a DMA domain), and each device: guest BDF, host name,
   // backend, IOMMU domain ("vm" = guest RAM at IOVA = GPA).
   nlohmann::ordered_json dma_summary() const;
+  // The control API's vm.ram-region (event-loop thread): see DmaDomain::set_fault_policy.
+  [[nodiscard]] Status set_fault_policy(uint64_t ram_offset, std::optional<uint64_t> premap_pages,
+                                        std::optional<iommu::WindowPolicy> window);
   nlohmann::ordered_json devices_json() const;
 
  private:

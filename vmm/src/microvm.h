@@ -72,6 +72,7 @@ class MicroVm {
   const Timeline& timeline() const { return timeline_; }
   const GuestMemory& memory() const { return *memory_; }
   const VfioSetup* vfio() const { return vfio_.get(); }
+  VfioSetup* vfio_mut() { return vfio_.get(); }
   const ViommuSetup* viommu() const { return viommu_.get(); }
 
  private:

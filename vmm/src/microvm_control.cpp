@@ -143,6 +143,19 @@ Status MicroVmControl::shutdown(uint64_t timeout_ms) {
   return {};
 }
 
+Status MicroVmControl::set_ram_region(const RamRegionChange& change) {
+  if (vm_.state().stopping()) return fail("vm.ram-region", EBUSY, "the VM is stopping");
+  std::optional<iommu::WindowPolicy> window;
+  if (change.window) window = PINLESS_TRY(iommu::parse_window_policy(*change.window));
+  VfioSetup* vfio = vm_.vfio_mut();
+  if (vfio == nullptr) return fail("vm.ram-region", ENOTSUP, "no assigned device", "guest RAM has a DMA policy only with --device");
+  PINLESS_TRY_VOID(vfio->set_fault_policy(change.offset, change.premap_pages, window));
+  logger("api")->info("vm.ram-region: RAM offset {:#x}: premap {}, window {} from now on", change.offset,
+                      change.premap_pages ? std::to_string(*change.premap_pages) : "as before",
+                      change.window.value_or("as before"));
+  return {};
+}
+
 Status MicroVmControl::stop() {
   if (vm_.state().stopping()) return {};
   vm_.state().stopped("stopped through the API (vm.stop)");

@@ -30,6 +30,7 @@ class MicroVmControl final : public api::VmControl {
   [[nodiscard]] Status resume() override;
   [[nodiscard]] Status shutdown(uint64_t timeout_ms) override;
   [[nodiscard]] Status stop() override;
+  [[nodiscard]] Status set_ram_region(const RamRegionChange& change) override;
 
  private:
   MicroVm& vm_;

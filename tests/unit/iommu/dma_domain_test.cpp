@@ -246,10 +246,11 @@ TEST_CASE("dma domain: the pin limit refuses static pins up front") {
 }
 
 TEST_CASE("dma domain: teardown unmaps fault windows, detaches, destroys HWPT then fault queue, unpins last") {
+  // Before Env: the hooks below still run when Env destroys its IOAS (found by ASan).
+  std::vector<std::string> order;
   Env e;
   FakeFaultFd ffd;
   ffd.install(e.sys);
-  std::vector<std::string> order;
   auto note = [&](const std::string& what) { order.push_back(what); };
   {
     auto dma = DmaDomain::create(e.sys, *e.ioas, {e.dev.ref()}, policy(e.ram)).value();
@@ -297,4 +298,40 @@ TEST_CASE("dma domain: faults are served; more = true when the queue stops at it
   CHECK(s["devices"][0]["faults"] == kGroups);
   CHECK(s["regions"][1]["pinned_bytes"] == 8 * kMiB);  // every page of the region touched
   CHECK(dma->pinned_bytes() == 16 * kMiB);
+}
+
+TEST_CASE("dma domain: a fault region's premap and window change at run time; pinned regions refuse") {
+  Env e;
+  auto dma = DmaDomain::create(e.sys, *e.ioas, {e.dev.ref()}, policy(e.ram)).value();
+  REQUIRE(dma->set_fault_policy(8 * kMiB, 64, std::nullopt).has_value());
+  auto s = dma->summary();
+  CHECK(s["regions"][1]["premap"] == 64);
+  CHECK(s["regions"][1]["window"] == "forward");
+  REQUIRE(dma->set_fault_policy(8 * kMiB, std::nullopt, WindowPolicy::kAligned).has_value());
+  s = dma->summary();
+  CHECK(s["regions"][1]["premap"] == 64);
+  CHECK(s["regions"][1]["window"] == "aligned");
+
+  auto pinned = dma->set_fault_policy(0, 64, std::nullopt);
+  REQUIRE_FALSE(pinned.has_value());
+  CHECK(pinned.error().err() == ENOTSUP);
+  CHECK(pinned.error().message().find("pinned") != std::string::npos);
+  auto nowhere = dma->set_fault_policy(4 * kMiB, 64, std::nullopt);
+  REQUIRE_FALSE(nowhere.has_value());
+  CHECK(nowhere.error().err() == EINVAL);
+  auto bad = dma->set_fault_policy(8 * kMiB, 0, std::nullopt);
+  REQUIRE_FALSE(bad.has_value());
+  CHECK(bad.error().err() == EINVAL);
+  CHECK(dma->summary()["regions"][1]["premap"] == 64);  // unchanged by the refusals
+}
+
+TEST_CASE("dma domain: after a fallback to pinning, a policy change says why it cannot apply") {
+  Env e;
+  DmaPolicy p = policy(e.ram);
+  p.fallback_pin = true;
+  auto dma = DmaDomain::create(e.sys, *e.ioas, {e.dev.ref(false)}, p).value();
+  auto r = dma->set_fault_policy(8 * kMiB, 64, std::nullopt);
+  REQUIRE_FALSE(r.has_value());
+  CHECK(r.error().err() == ENOTSUP);
+  CHECK(r.error().message().find("fell back") != std::string::npos);
 }

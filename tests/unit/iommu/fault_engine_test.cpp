@@ -258,3 +258,32 @@ TEST_CASE("engine: with reclaim off (the default) a fault over the pin limit is 
   CHECK(e.stats().reclaims == 0);
   CHECK(e.stats().over_limit == 1);
 }
+
+TEST_CASE("engine: a policy change applies to the next fault; windows mapped before stay") {
+  PinAccounting acct;
+  FaultEngine e(acct);
+  REQUIRE(e.add_region(region(1, WindowPolicy::kForward)).has_value());
+  auto before = run(e, {rec(1, 10)});
+  REQUIRE(before.maps.size() == 1);
+  CHECK(before.maps[0].size == kPageSize);
+  FaultPolicy p;
+  p.premap_pages = 16;
+  p.window = WindowPolicy::kAligned;
+  REQUIRE(e.set_policy(0, p).has_value());
+  CHECK(e.region(0).fault_policy.premap_pages == 16);
+  auto after = run(e, {rec(2, 37)});
+  REQUIRE(after.maps.size() == 1);
+  CHECK(after.maps[0].iova == Iova(kBase + 32 * kPageSize));  // the aligned 16-page block of page 37
+  CHECK(after.maps[0].size == 16 * kPageSize);
+  CHECK(e.mapped(0).test(10));  // the earlier window is still mapped
+  FaultPolicy bad = p;
+  bad.premap_pages = 0;
+  CHECK_FALSE(e.set_policy(0, bad).has_value());
+  bad.premap_pages = kMaxPremapPages + 1;
+  CHECK_FALSE(e.set_policy(0, bad).has_value());
+  bad = p;
+  bad.max_hint_pages = 0;
+  CHECK_FALSE(e.set_policy(0, bad).has_value());
+  CHECK_FALSE(e.set_policy(1, p).has_value());  // no such region
+  CHECK(e.region(0).fault_policy.premap_pages == 16);  // refused changes changed nothing
+}

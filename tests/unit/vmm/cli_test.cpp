@@ -262,6 +262,21 @@ TEST_CASE("--api-socket and pinless ctl") {
   CHECK(t.action == Action::kError);
   CHECK(t.text.find("only applies to shutdown") != std::string::npos);
   CHECK(parse({"ctl", "--api-socket", "/s", "shutdown", "--timeout", "0"}).action == Action::kError);
+  auto rr = parse({"ctl", "--api-socket", "/s", "ram-region", "--offset", "256M", "--premap", "16"});
+  REQUIRE(rr.action == Action::kCtl);
+  CHECK(rr.ctl.offset == "268435456");
+  CHECK(rr.ctl.premap == 16);
+  CHECK(parse({"ctl", "--api-socket", "/s", "ram-region", "--offset", "0x1000", "--window", "forward"}).action ==
+        Action::kCtl);
+  for (std::vector<std::string> bad : {std::vector<std::string>{"ctl", "--api-socket", "/s", "ram-region", "--premap", "16"},
+                                       {"ctl", "--api-socket", "/s", "ram-region", "--offset", "0"},
+                                       {"ctl", "--api-socket", "/s", "ram-region", "--offset", "x", "--premap", "1"},
+                                       {"ctl", "--api-socket", "/s", "ram-region", "--offset", "0", "--premap", "0"},
+                                       {"ctl", "--api-socket", "/s", "ram-region", "--offset", "0", "--window", "wide"},
+                                       {"ctl", "--api-socket", "/s", "info", "--premap", "4"}}) {
+    CAPTURE(bad.back());
+    CHECK(parse(bad).action == Action::kError);
+  }
   auto help = parse({"ctl", "--help"});
   CHECK(help.action == Action::kHelp);
   CHECK(help.text.find("power button") != std::string::npos);

@@ -130,6 +130,12 @@ int run_ctl(const CtlConfig& config) {
   const bool get = config.command == "info" || config.command == "counters" || config.command == "timeline";
   std::string body;
   if (config.command == "shutdown" && config.timeout_s != 0) body = Json{{"timeout_s", config.timeout_s}}.dump();
+  if (config.command == "ram-region") {
+    Json j{{"offset", std::stoull(config.offset)}};
+    if (config.premap != 0) j["premap"] = config.premap;
+    if (!config.window.empty()) j["window"] = config.window;
+    body = j.dump();
+  }
   // A shutdown answers at once; pause waits for the vCPUs (about a second at most).
   auto reply = call(config.api_socket, get ? "GET" : "PUT", std::string(kApiPrefix) + "vm." + config.command, body);
   if (!reply) {

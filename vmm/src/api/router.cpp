@@ -4,6 +4,11 @@
 #include <expected>
 #include <fmt/format.h>
 
+#include <cerrno>
+#include <cstdlib>
+
+#include "pinless/iommu/dma_policy.h"
+
 namespace pinless::vmm::api {
 namespace {
 
@@ -67,6 +72,52 @@ Response shutdown(const Request& r, VmControl& vm) {
   return from_status(vm.shutdown(timeout_ms), vm);
 }
 
+// {"offset": N or "0x...", "premap": N, "window": "aligned"|"forward"|"hint"}; "dma" names
+// a switch between pin and fault, which is not built.
+Response ram_region(const Request& r, VmControl& vm) {
+  auto body = action_body(r);
+  if (!body) return error_response(400, body.error());
+  VmControl::RamRegionChange change;
+  bool have_offset = false;
+  for (const auto& [key, value] : body->items()) {
+    if (key == "offset") {
+      if (value.is_number_unsigned()) {
+        change.offset = value.get<uint64_t>();
+      } else if (value.is_string()) {
+        const std::string& s = value.get_ref<const std::string&>();
+        char* end = nullptr;
+        errno = 0;
+        change.offset = std::strtoull(s.c_str(), &end, 0);
+        if (s.empty() || *end != '\0' || errno != 0 || s[0] == '-') {
+          return error_response(400, fmt::format("vm.ram-region: offset \"{}\" is not a number (e.g. 268435456 or \"0x10000000\")", s));
+        }
+      } else {
+        return error_response(400, "vm.ram-region: offset must be a number or a \"0x...\" string");
+      }
+      have_offset = true;
+    } else if (key == "premap") {
+      if (!value.is_number_unsigned() || value.get<uint64_t>() == 0 || value.get<uint64_t>() > iommu::kMaxPremapPages) {
+        return error_response(400, fmt::format("vm.ram-region: premap must be a whole number of pages, 1..{}",
+                                               iommu::kMaxPremapPages));
+      }
+      change.premap_pages = value.get<uint64_t>();
+    } else if (key == "window") {
+      if (!value.is_string() || !iommu::parse_window_policy(value.get<std::string>())) {
+        return error_response(400, "vm.ram-region: window must be \"aligned\", \"forward\" or \"hint\"");
+      }
+      change.window = value.get<std::string>();
+    } else if (key == "dma") {
+      return error_response(501, "vm.ram-region: switching a region between pin and fault at run time is not "
+                                 "implemented yet; premap and window of a fault region can change");
+    } else {
+      return error_response(400, fmt::format("vm.ram-region: unknown member \"{}\" (takes offset, premap, window)", key));
+    }
+  }
+  if (!have_offset) return error_response(400, "vm.ram-region: offset (the region's start in guest RAM) is required");
+  if (!change.premap_pages && !change.window) return error_response(400, "vm.ram-region: give premap and/or window");
+  return from_status(vm.set_ram_region(change), vm);
+}
+
 Response no_body_action(const Request& r, std::string_view name, VmControl& vm, Status (VmControl::*fn)()) {
   auto body = action_body(r);
   if (!body) return error_response(400, body.error());
@@ -119,9 +170,7 @@ Response route(const Request& request, VmControl& vm) {
   if (name == "vm.resume") return no_body_action(request, name, vm, &VmControl::resume);
   if (name == "vm.stop") return no_body_action(request, name, vm, &VmControl::stop);
   if (name == "vm.shutdown") return shutdown(request, vm);
-  // vm.ram-region: listed so that clients learn it exists, refused until it is built.
-  return error_response(501, "vm.ram-region: changing a region's DMA policy at run time is not implemented yet "
-                             "(docs/api.md); set it at start with --ram-region");
+  return ram_region(request, vm);
 }
 
 }  // namespace pinless::vmm::api

@@ -213,10 +213,16 @@ CliResult parse_cli(const std::vector<std::string>& args, const HostLimits& host
   ctl->add_option("--timeout", result.ctl.timeout_s,
                   "shutdown: seconds the guest gets to power off before pinless stops it (default 30)")
       ->check(CLI::Range(uint64_t{1}, uint64_t{3600}));
+  ctl->add_option("--offset", result.ctl.offset, "ram-region: where the region starts in guest RAM (0, 256M, 0x10000000)");
+  ctl->add_option("--premap", result.ctl.premap, "ram-region: pages mapped per fault from now on, 1..262144")
+      ->check(CLI::Range(uint64_t{1}, uint64_t{1} << 18));
+  ctl->add_option("--window", result.ctl.window, "ram-region: window placement from now on: aligned, forward or hint")
+      ->check(CLI::IsMember({"aligned", "forward", "hint"}));
   ctl->add_option("command", result.ctl.command,
-                  "info | counters | timeline | pause | resume | shutdown (ACPI power button) | stop (now)")
+                  "info | counters | timeline | pause | resume | shutdown (ACPI power button) | stop (now) | "
+                  "ram-region (a fault region's premap window)")
       ->required()
-      ->check(CLI::IsMember({"info", "counters", "timeline", "pause", "resume", "shutdown", "stop"}));
+      ->check(CLI::IsMember({"info", "counters", "timeline", "pause", "resume", "shutdown", "stop", "ram-region"}));
   ctl->footer("Exit status: 0 when pinless did what was asked, 1 when it answered with an error or\n"
               "could not be reached (the message says which).");
   const char* exit_status_text =
@@ -255,6 +261,22 @@ CliResult parse_cli(const std::vector<std::string>& args, const HostLimits& host
   if (ctl->parsed()) {
     if (result.ctl.timeout_s != 0 && result.ctl.command != "shutdown") {
       result.text = "ctl: --timeout only applies to shutdown";
+      return result;
+    }
+    const bool region_opts = !result.ctl.offset.empty() || result.ctl.premap != 0 || !result.ctl.window.empty();
+    if (result.ctl.command == "ram-region") {
+      if (result.ctl.offset.empty() || (result.ctl.premap == 0 && result.ctl.window.empty())) {
+        result.text = "ctl ram-region: give --offset and --premap and/or --window";
+        return result;
+      }
+      auto off = parse_size(result.ctl.offset);
+      if (!off) {
+        result.text = "ctl ram-region: --offset '" + result.ctl.offset + "' does not parse; write 0, 256M or 0x10000000";
+        return result;
+      }
+      result.ctl.offset = std::to_string(*off);
+    } else if (region_opts) {
+      result.text = "ctl: --offset, --premap and --window only apply to ram-region";
       return result;
     }
     result.action = CliResult::Action::kCtl;

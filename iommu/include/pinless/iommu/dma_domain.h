@@ -27,6 +27,7 @@
 #include <functional>
 #include <memory>
 #include <nlohmann/json.hpp>
+#include <optional>
 #include <string>
 #include <utility>
 #include <vector>
@@ -80,6 +81,12 @@ class DmaDomain {
   // Serves what is queued (never blocks). True: it stopped at its read budget and the queue
   // may hold more (call again after other work). An error means the fault fd itself failed.
   [[nodiscard]] Result<bool> on_fault_readable();
+  // Changes the fault region that starts at RAM offset `ram_offset` (DmaRegion::offset): its
+  // premap window size and/or placement, for faults from now on (windows mapped already
+  // stay; the summary shows the new policy). ENOTSUP for a pinned region (switching between
+  // pin and fault at run time is not built), EINVAL for no region there or a bad value.
+  [[nodiscard]] Status set_fault_policy(uint64_t ram_offset, std::optional<uint64_t> premap_pages,
+                                        std::optional<WindowPolicy> window);
   // Bytes pinned now (static + fault windows).
   uint64_t pinned_bytes() const;
   // The "dma" section of the timeline (docs/timeline.md).

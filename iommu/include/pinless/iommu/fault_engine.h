@@ -97,6 +97,9 @@ class FaultEngine {
   // Reclaim (default off, as DmaPolicy::reclaim): at the pin limit, unmap the coldest
   // windows to make room. Off: a fault that does not fit under the limit is answered INVALID.
   void set_reclaim(bool on) { reclaim_ = on; }
+  // Changes region `i`'s window policy (premap size, placement, hint cap) for faults planned
+  // from now on; windows mapped already stay as they are. EINVAL for a bad policy or index.
+  [[nodiscard]] Status set_policy(uint32_t i, const FaultPolicy& policy);
 
   // Plans one batch of records (whole groups: a group ends with a LAST_PAGE record or where
   // the cookie changes). Marks the planned pages mapped and charges them, optimistically.

@@ -34,6 +34,12 @@ struct FakeVmControl : vmm::api::VmControl {
     state_text = "shutting down";
     return {};
   }
+  RamRegionChange last_change;
+  Status set_ram_region(const RamRegionChange& change) override {
+    calls.push_back("ram-region");
+    last_change = change;
+    return {};
+  }
   Status stop() override {
     calls.push_back("stop");
     state_text = "stopping";

@@ -72,7 +72,6 @@ TEST_CASE("api routes: unknown endpoints, wrong methods and bodies get JSON erro
   CHECK(r.allow == "PUT");
   CHECK(call(vm, "PUT", "/api/v1/vm.pause", "not json").status == 400);
   CHECK(call(vm, "PUT", "/api/v1/vm.pause", R"({"now": true})").status == 400);
-  CHECK(call(vm, "PUT", "/api/v1/vm.ram-region", "{}").status == 501);
   CHECK(vm.calls.empty());
 }
 
@@ -87,4 +86,33 @@ TEST_CASE("api routes: VM errors map to HTTP statuses with the message") {
   CHECK(http_status_for(Error("x", EINVAL)) == 400);
   CHECK(http_status_for(Error("x", ENOTSUP)) == 501);
   CHECK(http_status_for(Error("x", EIO)) == 500);
+}
+
+TEST_CASE("api routes: vm.ram-region takes offset and premap and/or window, checked") {
+  FakeVmControl vm;
+  auto r = call(vm, "PUT", "/api/v1/vm.ram-region", R"({"offset": "0x10000000", "premap": 16})");
+  CHECK(r.status == 200);
+  CHECK(vm.last_change.offset == 0x10000000);
+  CHECK(vm.last_change.premap_pages == 16u);
+  CHECK_FALSE(vm.last_change.window.has_value());
+  CHECK(call(vm, "PUT", "/api/v1/vm.ram-region", R"({"offset": 4096, "window": "forward"})").status == 200);
+  CHECK(vm.last_change.offset == 4096);
+  CHECK(vm.last_change.window == std::optional<std::string>("forward"));
+  CHECK(vm.calls.size() == 2);
+  struct Bad {
+    const char* body;
+    int status;
+  };
+  for (const Bad& b : {Bad{R"({"premap": 16})", 400}, Bad{R"({"offset": 0})", 400},
+                       Bad{R"({"offset": "12x", "premap": 1})", 400}, Bad{R"({"offset": "-1", "premap": 1})", 400},
+                       Bad{R"({"offset": -1, "premap": 1})", 400}, Bad{R"({"offset": 0, "premap": 0})", 400},
+                       Bad{R"({"offset": 0, "premap": 262145})", 400}, Bad{R"({"offset": 0, "window": "wide"})", 400},
+                       Bad{R"({"offset": 0, "window": 3})", 400}, Bad{R"({"offset": 0, "size": 3})", 400},
+                       Bad{R"({"offset": 0, "dma": "pin"})", 501}, Bad{"", 400}}) {
+    CAPTURE(b.body);
+    auto res = call(vm, "PUT", "/api/v1/vm.ram-region", b.body);
+    CHECK(res.status == b.status);
+    CHECK(body_of(res).contains("error"));
+  }
+  CHECK(vm.calls.size() == 2);  // none of the bad ones reached the VM
 }

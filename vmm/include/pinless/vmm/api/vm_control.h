@@ -6,6 +6,7 @@
 #pragma once
 
 #include <cstdint>
+#include <optional>
 #include <string>
 
 #include <nlohmann/json.hpp>
@@ -36,6 +37,14 @@ class VmControl {
   [[nodiscard]] virtual Status shutdown(uint64_t timeout_ms) = 0;
   // Stops the VM now (vCPUs stopped; pinless releases everything and exits 0).
   [[nodiscard]] virtual Status stop() = 0;
+  // vm.ram-region: the fault region at RAM offset `offset` maps `premap_pages` pages per fault
+  // and/or places its window by `window` ("aligned", "forward", "hint"), from now on.
+  struct RamRegionChange {
+    uint64_t offset = 0;
+    std::optional<uint64_t> premap_pages;
+    std::optional<std::string> window;
+  };
+  [[nodiscard]] virtual Status set_ram_region(const RamRegionChange& change) = 0;
 };
 
 }  // namespace pinless::vmm::api

@@ -64,6 +64,10 @@ struct CtlConfig {
   std::string command;        // info, counters, timeline, pause, resume, shutdown, stop
   bool json = false;          // print the response body as it came
   uint64_t timeout_s = 0;     // shutdown: the guest's time to power off (0: the server's default)
+  // ram-region: the region's RAM offset (a size: 0, 256M, 0x10000000) and what changes.
+  std::string offset;
+  uint64_t premap = 0;        // 0: unchanged
+  std::string window;         // empty: unchanged
 };
 
 struct CliResult {
