@@ -39,7 +39,12 @@ std::string endpoint_list() {
   return out;
 }
 
-Response json_response(int status, const Json& body) { return Response{status, body.dump(), {}}; }
+// JSON text that never throws: strings that are not UTF-8 (a request target, a path from the
+// command line) get U+FFFD where the bytes are invalid. nlohmann's default throws, and an
+// exception out of an Asio handler would end pinless (found by scripts/fuzz).
+std::string text(const Json& j) { return j.dump(-1, ' ', false, Json::error_handler_t::replace); }
+
+Response json_response(int status, const Json& body) { return Response{status, text(body), {}}; }
 
 Response from_status(const Status& st, VmControl& vm) {
   if (!st) return error_response(http_status_for(st.error()), st.error().message());
@@ -128,7 +133,7 @@ Response no_body_action(const Request& r, std::string_view name, VmControl& vm, 
 }  // namespace
 
 Response error_response(int status, std::string_view message) {
-  return Response{status, Json{{"error", message}}.dump(), {}};
+  return Response{status, text(Json{{"error", message}}), {}};
 }
 
 int http_status_for(const Error& e) {

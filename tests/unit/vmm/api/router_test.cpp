@@ -116,3 +116,17 @@ TEST_CASE("api routes: vm.ram-region takes offset and premap and/or window, chec
   }
   CHECK(vm.calls.size() == 2);  // none of the bad ones reached the VM
 }
+
+TEST_CASE("api routes: a target or body that is not UTF-8 still gets a JSON answer (fuzz reproducer)") {
+  FakeVmControl vm;
+  // scripts/fuzz's first find: the 404 message quoted the raw target, and the JSON writer threw.
+  auto r = call(vm, "GET", "/no\xcc\xcc\xcc\xccpe");
+  CHECK(r.status == 404);
+  CHECK(body_of(r)["error"].get<std::string>().find("\xef\xbf\xbd") != std::string::npos);  // U+FFFD
+  r = call(vm, "PUT", "/api/v1/vm.ram-region", "{\"offset\": \"\xff\", \"premap\": 1}");
+  CHECK(r.status == 400);
+  CHECK(body_of(r).contains("error"));
+  r = call(vm, "\xc3\x28", "/api/v1/vm.info");
+  CHECK(r.status == 405);
+  CHECK(body_of(r).contains("error"));
+}
