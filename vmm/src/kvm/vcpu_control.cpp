@@ -5,12 +5,15 @@ namespace pinless::vmm {
 void PauseGate::pause() {
   std::lock_guard lock(mu_);
   paused_ = true;
+  // Before the caller kicks the vCPUs: a kicked vCPU sees it after KVM_RUN returns.
+  raised_.store(true, std::memory_order_release);
 }
 
 void PauseGate::resume() {
   {
     std::lock_guard lock(mu_);
     paused_ = false;
+    raised_.store(false, std::memory_order_release);
   }
   cv_.notify_all();
 }
@@ -21,6 +24,7 @@ bool PauseGate::paused() const {
 }
 
 bool PauseGate::wait_while_paused(const VmState& state) {
+  if (!raised_.load(std::memory_order_acquire)) return false;  // the common case: no lock
   std::unique_lock lock(mu_);
   if (!paused_ || state.stopping()) return false;
   ++parked_;

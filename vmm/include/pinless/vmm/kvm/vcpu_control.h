@@ -38,6 +38,9 @@ class PauseGate {
   std::condition_variable cv_;         // vCPUs wait here for resume
   std::condition_variable parked_cv_;  // the pauser waits here for the vCPUs
   bool paused_ = false;
+  // paused_, readable without the mutex: vCPU threads check it before every KVM_RUN, and
+  // taking one mutex shared by all vCPUs on every exit would be a needless hot-path cost.
+  std::atomic<bool> raised_{false};
   unsigned parked_ = 0;
 };
 
