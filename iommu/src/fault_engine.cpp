@@ -47,6 +47,24 @@ Status FaultEngine::set_policy(uint32_t i, const FaultPolicy& p) {
   return {};
 }
 
+void FaultEngine::set_pinned(uint32_t i, bool pinned) {
+  Region& rg = regions_[i];
+  if (rg.pinned == pinned) return;
+  // A full bitmap: every fault in the region is "mapped already", answered without a MAP.
+  if (pinned) {
+    rg.bitmap.set(0, rg.pages);
+  } else {
+    rg.bitmap.clear(0, rg.pages);
+  }
+  rg.pinned = pinned;
+}
+
+uint64_t FaultEngine::windows_in(uint32_t i) const {
+  uint64_t n = 0;
+  windows_.for_each([&](const WindowTable::Window& w) { n += (w.region == i); });
+  return n;
+}
+
 int FaultEngine::find_region(Iova addr) const {
   Gpa gpa(addr.value());  // IOVA = GPA for fault regions
   for (size_t i = 0; i < regions_.size(); ++i) {
@@ -75,6 +93,8 @@ bool FaultEngine::make_room(uint64_t bytes, FaultPlan& out) {
     accounting_.release(w.region, w.pages * rg.spec.page_size);
     stats_.reclaims++;
     stats_.pages_reclaimed += w.pages;
+    rg.stats.reclaims++;
+    rg.stats.pages_reclaimed += w.pages;
     windows_.erase(id);
   }
   return true;
@@ -85,6 +105,7 @@ void FaultEngine::add_map(uint32_t region, uint64_t first, uint64_t count, Fault
   rg.bitmap.set(first, count);
   accounting_.charge(region, count * rg.spec.page_size);
   stats_.pages_mapped += count;
+  rg.stats.pages_mapped += count;
   out.maps.push_back(run_of(region, first, count));
   windows_.insert(region, first, count, batch_);
 }
@@ -99,6 +120,7 @@ bool FaultEngine::plan_record(const FaultRecord& r, FaultPlan& out, uint32_t& re
     return false;
   }
   Region& rg = regions_[ri];
+  rg.stats.records++;
   // The host IOMMU has no execute or privilege bit in an IOAS mapping: exec needs read.
   uint8_t need = 0;
   if (r.perm & (FaultRecord::kPermRead | FaultRecord::kPermExec)) need |= static_cast<uint8_t>(Perm::kRead);
@@ -108,6 +130,7 @@ bool FaultEngine::plan_record(const FaultRecord& r, FaultPlan& out, uint32_t& re
       logger("iommu")->warn("device {} asked for perm 0x{:x} at iova 0x{:x}, region {} allows {}: INVALID", r.dev_id,
                             r.perm, r.addr.value(), rg.spec.name, perm_name(rg.spec.perm));
     }
+    rg.stats.invalid++;
     return false;
   }
   uint64_t ps = rg.spec.page_size;
@@ -134,6 +157,7 @@ bool FaultEngine::plan_record(const FaultRecord& r, FaultPlan& out, uint32_t& re
         logger("iommu")->warn("pin limit {} reached ({} pinned, nothing cold to reclaim): fault at iova 0x{:x} INVALID",
                               accounting_.limit(), accounting_.total(), r.addr.value());
       }
+      rg.stats.invalid++;
       return false;
     }
   }
@@ -235,6 +259,21 @@ std::vector<DmaRun> FaultEngine::take_all_windows() {
     accounting_.release(w.region, w.pages * rg.spec.page_size);
   });
   windows_.clear();
+  return runs;
+}
+
+std::vector<DmaRun> FaultEngine::take_windows(uint32_t i) {
+  std::vector<DmaRun> runs;
+  std::vector<uint32_t> ids;
+  Region& rg = regions_[i];
+  windows_.for_each([&](const WindowTable::Window& w) {
+    if (w.region != i) return;
+    runs.push_back(run_of(w.region, w.first, w.pages));
+    rg.bitmap.clear(w.first, w.pages);
+    accounting_.release(w.region, w.pages * rg.spec.page_size);
+    ids.push_back(windows_.find(w.region, w.first));
+  });
+  for (uint32_t id : ids) windows_.erase(id);
   return runs;
 }
 

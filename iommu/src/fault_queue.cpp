@@ -1,6 +1,7 @@
 #include "pinless/iommu/fault_queue.h"
 
 #include <cerrno>
+#include <chrono>
 #include <cstring>
 
 #include "pinless/base/log.h"
@@ -18,6 +19,9 @@ static_assert(static_cast<uint32_t>(FaultCode::kSuccess) == IOMMUFD_PAGE_RESP_SU
 static_assert(static_cast<uint32_t>(FaultCode::kInvalid) == IOMMUFD_PAGE_RESP_INVALID);
 
 namespace {
+uint64_t now_ns() {
+  return uint64_t(std::chrono::duration_cast<std::chrono::nanoseconds>(std::chrono::steady_clock::now().time_since_epoch()).count());
+}
 constexpr size_t kRec = sizeof(iommu_hwpt_pgfault);
 constexpr size_t kResp = sizeof(iommu_hwpt_page_response);
 }  // namespace
@@ -90,13 +94,19 @@ Result<FaultQueue::Drained> FaultQueue::on_readable() {
     d.records += n;
     engine_.plan(std::span<const FaultRecord>(records_.data(), n), plan_);
     for (const auto& run : plan_.unmaps) {
-      if (auto st = backend_.unmap(run.iova, run.size); !st) {
+      uint64_t t0 = now_ns();
+      auto st = backend_.unmap(run.iova, run.size);
+      engine_.note_unmap(run, now_ns() - t0);
+      if (!st) {
         logger("iommu")->error("reclaim: {}", st.error().message());
         engine_.unmap_failed(run);
       }
     }
     for (const auto& run : plan_.maps) {
-      if (auto st = backend_.map(run.iova, run.hva, run.size, run.perm); !st) {
+      uint64_t t0 = now_ns();
+      auto st = backend_.map(run.iova, run.hva, run.size, run.perm);
+      engine_.note_map(run, now_ns() - t0);
+      if (!st) {
         logger("iommu")->error("fault map: {}", st.error().message());
         engine_.map_failed(run);
       }
@@ -115,9 +125,16 @@ Result<FaultQueue::Drained> FaultQueue::on_readable() {
   return d;
 }
 
-void FaultQueue::unmap_all() {
-  for (const auto& run : engine_.take_all_windows()) {
-    if (auto st = backend_.unmap(run.iova, run.size); !st) logger("iommu")->error("teardown: {}", st.error().message());
+void FaultQueue::unmap_all() { unmap_runs(engine_.take_all_windows(), "teardown"); }
+
+void FaultQueue::unmap_region(uint32_t region) { unmap_runs(engine_.take_windows(region), "policy switch"); }
+
+void FaultQueue::unmap_runs(const std::vector<DmaRun>& runs, const char* why) {
+  for (const auto& run : runs) {
+    uint64_t t0 = now_ns();
+    auto st = backend_.unmap(run.iova, run.size);
+    engine_.note_unmap(run, now_ns() - t0);
+    if (!st) logger("iommu")->error("{}: {}", why, st.error().message());
   }
 }
 

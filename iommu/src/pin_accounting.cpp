@@ -47,6 +47,7 @@ void PinAccounting::release(uint32_t region, uint64_t bytes) {
 void PinAccounting::attribute(uint32_t dev_id, uint64_t faults, uint64_t bytes_mapped, uint64_t invalid) {
   auto& d = devices_[dev_id];
   d.faults += faults;
+  d.groups++;
   d.bytes_mapped += bytes_mapped;
   d.invalid += invalid;
 }

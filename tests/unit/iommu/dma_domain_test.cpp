@@ -300,7 +300,7 @@ TEST_CASE("dma domain: faults are served; more = true when the queue stops at it
   CHECK(dma->pinned_bytes() == 16 * kMiB);
 }
 
-TEST_CASE("dma domain: a fault region's premap and window change at run time; pinned regions refuse") {
+TEST_CASE("dma domain: a fault region's premap and window change at run time; pinned regions say how to switch") {
   Env e;
   auto dma = DmaDomain::create(e.sys, *e.ioas, {e.dev.ref()}, policy(e.ram)).value();
   REQUIRE(dma->set_fault_policy(8 * kMiB, 64, std::nullopt).has_value());
@@ -314,8 +314,9 @@ TEST_CASE("dma domain: a fault region's premap and window change at run time; pi
 
   auto pinned = dma->set_fault_policy(0, 64, std::nullopt);
   REQUIRE_FALSE(pinned.has_value());
-  CHECK(pinned.error().err() == ENOTSUP);
-  CHECK(pinned.error().message().find("pinned") != std::string::npos);
+  CHECK(pinned.error().err() == EINVAL);
+  CHECK(pinned.error().message().find("the region is pinned (dma=pin)") != std::string::npos);
+  CHECK(pinned.error().message().find("switch it with dma=fault") != std::string::npos);
   auto nowhere = dma->set_fault_policy(4 * kMiB, 64, std::nullopt);
   REQUIRE_FALSE(nowhere.has_value());
   CHECK(nowhere.error().err() == EINVAL);
@@ -325,13 +326,165 @@ TEST_CASE("dma domain: a fault region's premap and window change at run time; pi
   CHECK(dma->summary()["regions"][1]["premap"] == 64);  // unchanged by the refusals
 }
 
-TEST_CASE("dma domain: after a fallback to pinning, a policy change says why it cannot apply") {
+TEST_CASE("dma domain: after a fallback to pinning, a policy change says why; a region pinned by choice does not") {
   Env e;
   DmaPolicy p = policy(e.ram);
   p.fallback_pin = true;
   auto dma = DmaDomain::create(e.sys, *e.ioas, {e.dev.ref(false)}, p).value();
   auto r = dma->set_fault_policy(8 * kMiB, 64, std::nullopt);
   REQUIRE_FALSE(r.has_value());
-  CHECK(r.error().err() == ENOTSUP);
-  CHECK(r.error().message().find("fell back") != std::string::npos);
+  CHECK(r.error().err() == EINVAL);
+  CHECK(r.error().message().find("fell back to pinning at start (no-pri)") != std::string::npos);
+  auto chosen = dma->set_fault_policy(0, 64, std::nullopt);
+  REQUIRE_FALSE(chosen.has_value());
+  CHECK(chosen.error().message().find("fell back") == std::string::npos);
+  CHECK(chosen.error().message().find("the region is pinned (dma=pin)") != std::string::npos);
+  // Switching it to fault tries again, and meets the same reason: nothing changes.
+  auto sw = dma->set_dma_mode(8 * kMiB, true, std::nullopt, std::nullopt);
+  REQUIRE_FALSE(sw.has_value());
+  CHECK(sw.error().err() == EOPNOTSUPP);
+  CHECK(sw.error().message().find("no PCIe Page Request Interface") != std::string::npos);
+  CHECK(sw.error().message().find("--dma-fallback") == std::string::npos);  // a start-time option
+  CHECK(dma->fault_fd() == -1);
+  CHECK(dma->pinned_bytes() == 16 * kMiB);
+}
+
+// All of RAM pinned at start: no fault setup until a region switches.
+static DmaPolicy all_pinned(const Ram& ram) {
+  DmaPolicy p = policy(ram);
+  p.regions[1].fault = false;
+  return p;
+}
+
+TEST_CASE("dma domain: pin -> fault at run time sets fault mode up, then fault -> pin maps the region whole") {
+  Env e;
+  FakeFaultFd ffd;
+  ffd.install(e.sys);
+  const uint32_t ioas = e.ioas->ioas_id();
+  {
+    auto dma = DmaDomain::create(e.sys, *e.ioas, {e.dev.ref()}, all_pinned(e.ram)).value();
+    CHECK(dma->fault_fd() == -1);
+    CHECK(e.dev.attached.empty());
+    REQUIRE(e.k.maps[ioas].size() == 2);
+
+    REQUIRE(dma->set_dma_mode(8 * kMiB, true, 32, WindowPolicy::kAligned).has_value());
+    CHECK(dma->fault_fd() >= 0);
+    REQUIRE(e.dev.attached.size() == 1);  // moved onto the new fault HWPT
+    CHECK(e.k.objects[e.dev.attached[0]] == "hwpt");
+    CHECK(e.k.last_hwpt.flags == IOMMU_HWPT_FAULT_ID_VALID);
+    REQUIRE(e.k.maps[ioas].size() == 1);  // the region's pin is gone, the other stays
+    CHECK(e.k.maps[ioas].begin()->first == 16 * kMiB);
+    CHECK(dma->pinned_bytes() == 8 * kMiB);
+    auto s = dma->summary();
+    CHECK(s["policy_switches"] == 1);
+    CHECK(s["regions"][1]["dma"] == "fault");
+    CHECK(s["regions"][1]["premap"] == 32);
+    CHECK(s["regions"][1]["window"] == "aligned");
+    CHECK(s["regions"][1]["pinned_bytes"] == 0);
+    CHECK(s["regions"][1]["map_calls"] == 1);  // its static pin, before the switch
+    CHECK(s["regions"][1]["unmap_calls"] == 1);
+
+    // A fault maps an aligned 32-page window.
+    ffd.groups.push_back({FakeFaultFd::record(1, kFaultGpa + 40 * kPageSize, true, 77)});
+    CHECK(dma->on_fault_readable().value() == false);
+    REQUIRE(ffd.answers.size() == 1);
+    CHECK(ffd.answers[0].code == IOMMUFD_PAGE_RESP_SUCCESS);
+    REQUIRE(e.k.maps[ioas].count(kFaultGpa + 32 * kPageSize) == 1);
+    CHECK(e.k.maps[ioas][kFaultGpa + 32 * kPageSize].len == 32 * kPageSize);
+    s = dma->summary();
+    CHECK(s["regions"][1]["pinned_bytes"] == 32 * kPageSize);
+    CHECK(s["regions"][1]["mappings"] == 1);
+    CHECK(s["regions"][1]["faults"] == 1);
+    CHECK(s["regions"][1]["map_calls"] == 2);
+    CHECK(s["faults"]["map_calls"] == 1);
+    CHECK(s["devices"][0]["groups"] == 1);
+
+    // Back to pin: the window goes, the whole region is mapped in one piece.
+    REQUIRE(dma->set_dma_mode(8 * kMiB, false, std::nullopt, std::nullopt).has_value());
+    REQUIRE(e.k.maps[ioas].count(kFaultGpa) == 1);
+    CHECK(e.k.maps[ioas][kFaultGpa].len == 8 * kMiB);
+    CHECK(e.k.maps[ioas].size() == 2);
+    CHECK(dma->pinned_bytes() == 16 * kMiB);
+    s = dma->summary();
+    CHECK(s["policy_switches"] == 2);
+    CHECK(s["regions"][1]["dma"] == "pin");
+    CHECK(s["regions"][1]["pinned_bytes"] == 8 * kMiB);
+    CHECK(s["regions"][1]["unmap_calls"] == 2);  // the pin before, the window now
+    CHECK(s["regions"][1]["map_calls"] == 3);
+    CHECK_FALSE(s["regions"][1].contains("premap"));
+
+    // A late fault there (a device that retried) is answered SUCCESS and maps nothing.
+    ffd.groups.push_back({FakeFaultFd::record(2, kFaultGpa + 3 * kMiB, true, 77)});
+    CHECK(dma->on_fault_readable().value() == false);
+    REQUIRE(ffd.answers.size() == 2);
+    CHECK(ffd.answers[1].code == IOMMUFD_PAGE_RESP_SUCCESS);
+    CHECK(e.k.maps[ioas].size() == 2);
+
+    // And to fault again: the engine's region is reused, with its new policy.
+    REQUIRE(dma->set_dma_mode(8 * kMiB, true, 1, WindowPolicy::kForward).has_value());
+    CHECK(e.dev.attached.size() == 1);  // already on the fault HWPT
+    CHECK(e.k.maps[ioas].size() == 1);
+    ffd.groups.push_back({FakeFaultFd::record(3, kFaultGpa + 5 * kPageSize, true, 77)});
+    CHECK(dma->on_fault_readable().value() == false);
+    REQUIRE(e.k.maps[ioas].count(kFaultGpa + 5 * kPageSize) == 1);
+    CHECK(e.k.maps[ioas][kFaultGpa + 5 * kPageSize].len == kPageSize);
+    CHECK(dma->pinned_bytes() == 8 * kMiB + kPageSize);
+
+    // No-ops and bad requests change nothing.
+    CHECK(dma->set_dma_mode(0, false, std::nullopt, std::nullopt).has_value());  // pinned already
+    CHECK(dma->set_dma_mode(0, false, 4, std::nullopt).error().err() == EINVAL);
+    CHECK(dma->set_dma_mode(4 * kMiB, true, std::nullopt, std::nullopt).error().err() == EINVAL);
+    CHECK(dma->set_dma_mode(0, true, 0, std::nullopt).error().err() == EINVAL);
+    CHECK(dma->summary()["policy_switches"] == 3);
+  }
+  CHECK(e.dev.detached == 1);
+  CHECK(e.clean());
+}
+
+TEST_CASE("dma domain: a switch to fault that the backend or device cannot do changes nothing") {
+  Env e;
+  SUBCASE("type1") {
+    NoFaultBackend type1(*e.ioas);
+    auto dma = DmaDomain::create(e.sys, type1, {e.dev.ref()}, all_pinned(e.ram)).value();
+    auto r = dma->set_dma_mode(8 * kMiB, true, std::nullopt, std::nullopt);
+    REQUIRE_FALSE(r);
+    CHECK(r.error().err() == EOPNOTSUPP);
+    CHECK(r.error().message().find("switching region ram+0x800000 to dma=fault") != std::string::npos);
+    CHECK(r.error().message().find("use --iommu-backend=iommufd") != std::string::npos);
+    CHECK(dma->pinned_bytes() == 16 * kMiB);
+    CHECK(dma->summary()["regions"][1]["dma"] == "pin");
+  }
+  SUBCASE("the second device's attach is refused: the first goes back onto the IOAS") {
+    Dev second;
+    auto ref = second.ref();
+    ref.name = "dev1";
+    ref.attach = [](uint32_t) -> Status { return fail("VFIO_DEVICE_ATTACH_IOMMUFD_PT", ENODEV); };
+    auto dma = DmaDomain::create(e.sys, *e.ioas, {e.dev.ref(), ref}, all_pinned(e.ram)).value();
+    auto r = dma->set_dma_mode(8 * kMiB, true, std::nullopt, std::nullopt);
+    REQUIRE_FALSE(r);
+    CHECK(r.error().message().find("dev1") != std::string::npos);
+    REQUIRE(e.dev.attached.size() == 2);
+    CHECK(e.dev.attached[1] == e.ioas->ioas_id());
+    CHECK(e.k.live_objects() == 1);  // no HWPT, no fault queue left
+    CHECK(dma->fault_fd() == -1);
+    CHECK(e.k.maps[e.ioas->ioas_id()].size() == 2);
+  }
+  CHECK(e.clean());
+}
+
+TEST_CASE("dma domain: fault -> pin over the pin limit is refused before anything changes") {
+  Env e;
+  FakeFaultFd ffd;
+  ffd.install(e.sys);
+  DmaPolicy p = policy(e.ram);
+  p.pin_limit = 12 * kMiB;
+  auto dma = DmaDomain::create(e.sys, *e.ioas, {e.dev.ref()}, p).value();
+  ffd.groups.push_back({FakeFaultFd::record(1, kFaultGpa, true, 77)});
+  CHECK(dma->on_fault_readable().value() == false);
+  auto r = dma->set_dma_mode(8 * kMiB, false, std::nullopt, std::nullopt);
+  REQUIRE_FALSE(r);
+  CHECK(r.error().err() == ENOSPC);
+  CHECK(r.error().message().find("over the pin limit") != std::string::npos);
+  CHECK(dma->pinned_bytes() == 8 * kMiB + 16 * kPageSize);  // the window is still there
+  CHECK(dma->summary()["regions"][1]["dma"] == "fault");
 }

@@ -287,3 +287,48 @@ TEST_CASE("engine: a policy change applies to the next fault; windows mapped bef
   CHECK_FALSE(e.set_policy(1, p).has_value());  // no such region
   CHECK(e.region(0).fault_policy.premap_pages == 16);  // refused changes changed nothing
 }
+
+TEST_CASE("engine: per-region counters; one region's windows taken, pinned, then faultable again") {
+  PinAccounting acct;
+  FaultEngine e(acct);
+  REQUIRE(e.add_region(region(4)).value() == 0);
+  FaultRegionSpec second = region(4);
+  second.name = "ram2";
+  second.gpa.start = Gpa(kBase + 256 * kPageSize);
+  second.hva = Hva(kHva + 256 * kPageSize);
+  REQUIRE(e.add_region(second).value() == 1);
+  auto plan = run(e, {rec(1, 0), rec(2, 100), rec(3, 256 + 8), rec(4, 600)});
+  REQUIRE(plan.maps.size() == 3);
+  for (const auto& m : plan.maps) e.note_map(m, 1000);
+  CHECK(e.region_stats(0).records == 2);
+  CHECK(e.region_stats(0).pages_mapped == 8);
+  CHECK(e.region_stats(0).map_calls == 2);
+  CHECK(e.region_stats(0).map_ns == 2000);
+  CHECK(e.region_stats(1).records == 1);
+  CHECK(e.region_stats(1).invalid == 0);
+  CHECK(e.windows_in(0) == 2);
+  CHECK(e.windows_in(1) == 1);
+  CHECK(plan.responses[3].code == FaultCode::kInvalid);  // page 600 is outside both regions
+
+  auto runs = e.take_windows(0);
+  CHECK(runs.size() == 2);
+  CHECK(e.windows_in(0) == 0);
+  CHECK(e.windows_in(1) == 1);  // the other region's window stays
+  CHECK(acct.region_bytes(0) == 0);
+  CHECK(acct.region_bytes(1) == 4 * kPageSize);
+
+  // Pinned whole by its owner: a fault there maps nothing and is answered SUCCESS.
+  e.set_pinned(0, true);
+  CHECK(e.pinned(0));
+  plan = run(e, {rec(5, 200)});
+  CHECK(plan.maps.empty());
+  CHECK(plan.responses[0].code == FaultCode::kSuccess);
+  CHECK(acct.region_bytes(0) == 0);
+
+  // Faultable again: faults map windows once more.
+  e.set_pinned(0, false);
+  plan = run(e, {rec(6, 200)});
+  REQUIRE(plan.maps.size() == 1);
+  CHECK(plan.maps[0].iova == Iova(kBase + 200 * kPageSize));
+  CHECK(e.region_stats(0).records == 4);
+}

@@ -13,8 +13,10 @@
 // accepts the attach of a PRI-less device and then never faults), the kernel allocates the
 // fault queue and HWPTs, and each attach succeeds. If a check fails, DmaPolicy::fallback_pin
 // pins the fault regions instead, else create() fails with the reason.
+// A region can switch between pin and fault at run time (set_dma_mode: the control API).
 // Accounting: one PinAccounting (static + fault bytes, per region, pin limit, optional reclaim
-// of cold windows); summary() is the timeline's "dma" section.
+// of cold windows); summary() is the timeline's "dma" section, with per-region MAP/UNMAP
+// calls and their time.
 // Teardown (destructor), in this order: fault windows unmapped, devices moved off the fault
 // HWPTs (DmaDevice::detach), HWPTs and the fault queue destroyed, pins unmapped.
 // Owns its mappings, HWPTs and fault queue; borrows Sys and the backend, which must outlive
@@ -83,10 +85,23 @@ class DmaDomain {
   [[nodiscard]] Result<bool> on_fault_readable();
   // Changes the fault region that starts at RAM offset `ram_offset` (DmaRegion::offset): its
   // premap window size and/or placement, for faults from now on (windows mapped already
-  // stay; the summary shows the new policy). ENOTSUP for a pinned region (switching between
-  // pin and fault at run time is not built), EINVAL for no region there or a bad value.
+  // stay; the summary shows the new policy). EINVAL for a pinned region, no region there or a
+  // bad value.
   [[nodiscard]] Status set_fault_policy(uint64_t ram_offset, std::optional<uint64_t> premap_pages,
                                         std::optional<WindowPolicy> window);
+  // Switches that region between the pin and fault policies at run time (premap and window:
+  // the fault policy, given only with fault = true; unset: as before, else the defaults).
+  //   pin -> fault: if the domain has no fault setup yet, it is made now (fault queue, one
+  //     fault HWPT per device, each device moved onto it by replace; a device or backend that
+  //     cannot fault refuses with the reason (EOPNOTSUPP) and nothing changes; fault_fd()
+  //     turns valid: the owner starts watching it). The engine takes the region, then its
+  //     static pin is unmapped.
+  //   fault -> pin: refused with ENOSPC if pinning it whole would pass the pin limit; else its
+  //     fault windows are unmapped and the whole region mapped and pinned (if that fails it
+  //     stays a fault region with nothing mapped). Faults there are answered SUCCESS after.
+  // Devices stay on the fault HWPTs once they are there. Takes as long as the pinning.
+  [[nodiscard]] Status set_dma_mode(uint64_t ram_offset, bool fault, std::optional<uint64_t> premap_pages,
+                                    std::optional<WindowPolicy> window);
   // Bytes pinned now (static + fault windows).
   uint64_t pinned_bytes() const;
   // The "dma" section of the timeline (docs/timeline.md).

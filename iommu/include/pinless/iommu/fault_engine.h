@@ -100,6 +100,11 @@ class FaultEngine {
   // Changes region `i`'s window policy (premap size, placement, hint cap) for faults planned
   // from now on; windows mapped already stay as they are. EINVAL for a bad policy or index.
   [[nodiscard]] Status set_policy(uint32_t i, const FaultPolicy& policy);
+  // Region `i` is mapped whole by its owner (a switch to the pin policy at run time), or no
+  // longer. While it is, a fault in it maps nothing and is answered SUCCESS: the page is
+  // mapped, the device retries. Take the region's windows (take_windows) before pinning it.
+  void set_pinned(uint32_t i, bool pinned);
+  bool pinned(uint32_t i) const { return regions_[i].pinned; }
 
   // Plans one batch of records (whole groups: a group ends with a LAST_PAGE record or where
   // the cookie changes). Marks the planned pages mapped and charges them, optimistically.
@@ -113,8 +118,13 @@ class FaultEngine {
   void finish(FaultPlan& out);
 
   // Unmaps everything the engine mapped (for teardown or a policy switch): returns the runs
-  // to unmap and forgets them.
+  // to unmap and forgets them. take_windows: region `i`'s only.
   std::vector<DmaRun> take_all_windows();
+  std::vector<DmaRun> take_windows(uint32_t i);
+  // The FaultQueue (or the owner, for take_*windows) reports each MAP/UNMAP it executed, and
+  // how long the call took, for the per-region counters.
+  void note_map(const DmaRun& run, uint64_t ns) { regions_[run.region].stats.note(true, ns); }
+  void note_unmap(const DmaRun& run, uint64_t ns) { regions_[run.region].stats.note(false, ns); }
 
   struct Stats {
     uint64_t records = 0, groups = 0, invalid_groups = 0;
@@ -125,12 +135,29 @@ class FaultEngine {
   const Stats& stats() const { return stats_; }
   size_t window_count() const { return windows_.size(); }
 
+  // Per region, cumulative: fault records that landed in it and those answered INVALID,
+  // pages mapped by its faults, reclaims, and the MAP/UNMAP calls made for it with their
+  // time (reported through note_map/note_unmap).
+  struct RegionStats {
+    uint64_t records = 0, invalid = 0, pages_mapped = 0, reclaims = 0, pages_reclaimed = 0;
+    uint64_t map_calls = 0, map_ns = 0, unmap_calls = 0, unmap_ns = 0;
+    void note(bool map, uint64_t ns) {
+      (map ? map_calls : unmap_calls)++;
+      (map ? map_ns : unmap_ns) += ns;
+    }
+  };
+  const RegionStats& region_stats(uint32_t i) const { return regions_[i].stats; }
+  // Windows mapped in region `i` now (one MAP each). O(windows).
+  uint64_t windows_in(uint32_t i) const;
+
  private:
   struct Region {
     FaultRegionSpec spec;
     WindowParams window;
     uint64_t pages = 0;
     PageBitmap bitmap;
+    bool pinned = false;
+    RegionStats stats;
   };
 
   // Returns false (and warns) if the record is not serviceable.

@@ -42,14 +42,18 @@ class FaultQueue {
   // problem); groups read before the error have been answered.
   Result<Drained> on_readable();
 
-  // Unmaps every window the engine mapped (teardown). Errors are logged.
+  // Unmaps every window the engine mapped (teardown), or those of one engine region (a
+  // switch to the pin policy). Errors are logged. Each call is timed into the engine's
+  // per-region counters, as the fault path's MAP/UNMAP calls are.
   void unmap_all();
+  void unmap_region(uint32_t region);
 
  private:
   // Reads one batch; 0 records = queue empty.
   Result<size_t> read_batch();
   // Returns how many answers the kernel refused (they are skipped, the rest still sent).
   Result<uint64_t> answer(const std::vector<GroupResponse>& responses);
+  void unmap_runs(const std::vector<DmaRun>& runs, const char* why);
 
   Sys& sys_;
   int fd_;

@@ -38,9 +38,11 @@ class PinAccounting {
 
   struct DeviceStats {
     uint64_t faults = 0;        // fault records from this device
+    uint64_t groups = 0;        // fault groups (one answer each)
     uint64_t bytes_mapped = 0;  // bytes mapped because of its faults (cumulative)
-    uint64_t invalid = 0;       // records answered INVALID
+    uint64_t invalid = 0;       // groups answered INVALID
   };
+  // One call per fault group of the device.
   void attribute(uint32_t dev_id, uint64_t faults, uint64_t bytes_mapped, uint64_t invalid);
   const std::map<uint32_t, DeviceStats>& devices() const { return devices_; }
 
