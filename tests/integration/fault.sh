@@ -3,8 +3,9 @@
 #   scripts/testbed run --kernel iommufd -- tests/integration/fault.sh iommufd).
 # pinless runs the idle guest with fault regions on an iommufd it shares with the kernel's
 # IOMMUFD_TEST mock device, which tests/testbed/pinless_fault_mock plays: faults per window
-# policy and premap, a burst, a fault outside guest RAM, and a clean SIGTERM exit (see the
-# program's header). Needs the iommufd kernel: elsewhere (no /dev/iommu) it is skipped.
+# policy and premap, a burst, a fault outside guest RAM, a region switched from pin to fault
+# and back at run time, and a clean SIGTERM exit (see the program's header). Needs the
+# iommufd kernel: elsewhere (no /dev/iommu) it is skipped.
 if [ -z "${IT_PASSED+x}" ]; then  # standalone
   set -uo pipefail
   source "$(dirname "${BASH_SOURCE[0]}")/env.sh" "${1:-host}"

@@ -1,6 +1,6 @@
 // pinless_fault_mock: end-to-end proof of pinless's fault-driven DMA on the real kernel.
 //
-//   pinless_fault_mock PINLESS KERNEL INITRD SCRATCH [forward|aligned|hint|reclaim|limit ...]
+//   pinless_fault_mock PINLESS KERNEL INITRD SCRATCH [forward|aligned|hint|reclaim|limit|switch ...]
 //
 // Unlike fault_engine_mock (pinless's engine linked in), this drives the pinless binary as a
 // manager would: it opens /dev/iommu, creates the IOMMUFD_TEST mock device on its own "home"
@@ -18,8 +18,13 @@
 // split into a pin region and four fault regions (premap 1, 16, 512 for the touch and window
 // checks, premap 1 for the burst). Two more runs put a --pin-limit on one fault region:
 // "reclaim" (reclaim=on: the least recently faulted windows make room) and "limit"
-// (reclaim=off: a window over the cap is refused). One PASS/FAIL line per check; "N passed,
-// N failed" at the end; exit 1 if any failed, 77 without /dev/iommu or IOMMUFD_TEST.
+// (reclaim=off: a window over the cap is refused). The "switch" run (128M of RAM, two pin
+// regions, no fault region at start) switches region 1 to fault at run time through the
+// control API (`pinless ctl ram-region --dma fault`: pinless sets fault mode up then, on a new
+// HWPT), serves a fault there, and switches it back (`--dma pin`), checking the IOAS, the
+// HWPT, VmPin and `pinless ctl counters --json` after each step. One PASS/FAIL line per
+// check; "N passed, N failed" at the end; exit 1 if any failed, 77 without /dev/iommu or
+// IOMMUFD_TEST.
 // Uses no pinless library (uapi headers only).
 #include <sys/stat.h>
 #include <sys/wait.h>
@@ -66,7 +71,8 @@ void Run::spawn(const std::string& pinless, const std::string& kernel, const std
   if (const char* tb = std::getenv("PINLESS_TESTBED"); tb && std::string(tb) == "1") cmdline += " noxsave";
   cmdline += " pinless.test=idle";
   std::vector<std::string> args = {pinless, "run", "--kernel", kernel, "--initrd", initrd, "--cmdline", cmdline,
-                                   "--memory", "size=512M", "--iommufd-fd", std::to_string(fd_), "--device",
+                                   "--memory", "size=" + std::to_string(ram_size_ / kMiB) + "M", "--iommufd-fd",
+                                   std::to_string(fd_), "--device",
                                    "mock,idev=" + std::to_string(idev_) + ",stdev=" + std::to_string(stdev_) +
                                        ",home=" + std::to_string(home_)};
   for (const Region& g : regions_) {
@@ -106,6 +112,55 @@ uint64_t pages_in(const std::vector<uint8_t>& model, const Region& g) {
   return uint64_t(std::count(model.begin() + long(g.first_page()), model.begin() + long(g.first_page() + g.pages()), 1));
 }
 
+std::string wait_text(int st) {
+  if (st == -1) return std::string("system(): ") + err();
+  if (WIFEXITED(st)) return "exit status " + std::to_string(WEXITSTATUS(st));
+  if (WIFSIGNALED(st)) return "killed by signal " + std::to_string(WTERMSIG(st));
+  return "wait status " + std::to_string(st);
+}
+
+std::string last_line(const std::string& path) {
+  std::string s = read_file(path);
+  while (!s.empty() && (s.back() == '\n' || s.back() == '\r')) s.pop_back();
+  size_t nl = s.rfind('\n');
+  return nl == std::string::npos ? s : s.substr(nl + 1);
+}
+
+// dma.regions (of the exit timeline or of `pinless ctl counters --json`) against the regions
+// as this program set them up or switched them, and the pages it expects mapped in each. *got
+// describes what pinless said, with "(want ...)" at each region that differs.
+bool regions_match(const json& rs, const std::vector<Region>& regions, const std::vector<uint8_t>& model,
+                   std::string* got) {
+  bool ok = rs.size() == regions.size();
+  for (size_t i = 0; i < rs.size(); ++i) {
+    const json& r = rs[i];
+    std::string dma = r.at("dma").get<std::string>();
+    std::string what = dma;
+    if (r.contains("premap")) what += " premap " + std::to_string(num(r.at("premap")));
+    if (r.contains("window")) what += " " + r.at("window").get<std::string>();
+    std::string want = "no such region";
+    bool one = false;
+    if (i < regions.size()) {
+      const Region& g = regions[i];
+      uint64_t bytes = pages_in(model, g) * kPage;
+      one = std::strtoull(r.at("gpa").get<std::string>().c_str(), nullptr, 0) == g.gpa && num(r.at("size")) == g.size &&
+            dma == (g.fault ? "fault" : "pin") && num(r.at("pinned_bytes")) == bytes &&
+            (!g.fault || (r.contains("premap") && num(r.at("premap")) == g.premap && r.contains("window") &&
+                          r.at("window") == g.window));
+      want = std::to_string(g.size / kMiB) + "M " +
+             (g.fault ? "fault premap " + std::to_string(g.premap) + " " + g.window : "pin") + " pinned " +
+             std::to_string(bytes);
+    }
+    char buf[512];
+    std::snprintf(buf, sizeof buf, "%s%s+%lluM %s pinned %llu%s", got->empty() ? "" : "; ",
+                  r.at("gpa").get<std::string>().c_str(), ull(num(r.at("size")) / kMiB), what.c_str(),
+                  ull(num(r.at("pinned_bytes"))), one ? "" : (" (want " + want + ")").c_str());
+    *got += buf;
+    ok = ok && one;
+  }
+  return ok;
+}
+
 void Run::timeline() {
   json t;
   try {
@@ -140,28 +195,84 @@ void Run::timeline() {
           ull(num(d.at("pin_limit_bytes"))), ull(pin_limit_));
     const json& rs = d.at("regions");
     std::string got;
-    bool rok = rs.size() == regions_.size();
-    for (size_t i = 0; i < rs.size() && i < regions_.size(); ++i) {
-      const json& r = rs[i];
-      const Region& g = regions_[i];
-      uint64_t want = pages_in(model_, g) * kPage;
-      bool one = std::strtoull(r.at("gpa").get<std::string>().c_str(), nullptr, 0) == g.gpa && num(r.at("size")) == g.size &&
-                 r.at("dma") == (g.fault ? "fault" : "pin") && num(r.at("pinned_bytes")) == want &&
-                 (!g.fault || (num(r.at("premap")) == g.premap && r.at("window") == g.window));
-      std::string what = r.at("dma").get<std::string>();
-      if (g.fault) what += " premap " + std::to_string(num(r.at("premap"))) + " " + r.at("window").get<std::string>();
-      char buf[256];
-      std::snprintf(buf, sizeof buf, "%s%s+%lluM %s pinned %llu%s", got.empty() ? "" : "; ",
-                    r.at("gpa").get<std::string>().c_str(), ull(num(r.at("size")) / kMiB), what.c_str(),
-                    ull(num(r.at("pinned_bytes"))), one ? "" : (" (want " + std::to_string(want) + ")").c_str());
-      got += buf;
-      rok = rok && one;
-    }
-    check(rok, name("timeline-regions"), "%zu regions: %s", rs.size(), got.c_str());
+    bool rok = regions_match(rs, regions_, model_, &got);
+    check(rok, name("timeline-regions"), "%zu regions (want %zu): %s", rs.size(), regions_.size(), got.c_str());
   } catch (const json::exception& e) {
     check(false, name("timeline"), "%s: %s (dma: %s)", timeline_.c_str(), e.what(),
           t.contains("dma") ? t["dma"].dump().substr(0, 400).c_str() : "missing");
   }
+}
+
+int Run::ctl(const std::string& args, const std::string& out_path) const {
+  const std::string cmd = "'" + pinless_path_ + "' ctl --api-socket '" + api_socket_ + "' " + args + " >'" + out_path +
+                          "' 2>'" + out_path + ".err'";
+  return std::system(cmd.c_str());
+}
+
+// What `pinless ctl counters --json` says about DMA while pinless runs: the regions as this
+// program set them up or switched them (policy, premap, window, pinned bytes per the model) and
+// the fault groups served so far; and the MAP/UNMAP calls pinless made for region 1 over its
+// life (its static pin, fault windows, switches), which this program knows exactly. The
+// human-readable `pinless ctl counters` is printed as a comment for the log.
+void Run::counters(const std::string& what, uint64_t map_calls, uint64_t unmap_calls) {
+  const std::string out = api_socket_ + "." + what + ".json";
+  int rc = ctl("counters --json", out);
+  if (rc != 0) {
+    check(false, name(what), "pinless ctl counters --json: %s; stderr: %s", wait_text(rc).c_str(),
+          file_tail(out + ".err", 3).c_str());
+    return;
+  }
+  json j;
+  try {
+    j = json::parse(read_file(out));
+    const json& d = j.at("dma");
+    const json& rs = d.at("regions");
+    std::string got;
+    bool rok = regions_match(rs, regions_, model_, &got);
+    uint64_t groups = num(d.at("faults").at("groups"));
+    const json& r1 = rs.at(1);
+    uint64_t maps = num(r1.at("map_calls")), unmaps = num(r1.at("unmap_calls"));
+    check(rok && groups == groups_ && maps == map_calls && unmaps == unmap_calls, name(what),
+          "ctl counters --json: dma.faults.groups %llu (want %llu, the groups this program triggered); %zu regions "
+          "(want %zu): %s; region 1: %llu MAP calls in %llu us (want %llu), %llu UNMAP calls in %llu us (want %llu), "
+          "policy_switches %llu",
+          ull(groups), ull(groups_), rs.size(), regions_.size(), got.c_str(), ull(maps), ull(num(r1.at("map_us"))),
+          ull(map_calls), ull(unmaps), ull(num(r1.at("unmap_us"))), ull(unmap_calls),
+          ull(num(d.at("policy_switches"))));
+    const std::string text = api_socket_ + "." + what + ".txt";
+    if (ctl("counters", text) == 0) {
+      std::string all = read_file(text);
+      for (size_t at = 0, nl; at < all.size(); at = nl + 1) {
+        nl = all.find('\n', at);
+        if (nl == std::string::npos) nl = all.size();
+        std::printf("#   %s\n", all.substr(at, nl - at).c_str());
+      }
+    }
+  } catch (const json::exception& e) {
+    check(false, name(what), "ctl counters --json (%s): %s (dma: %s)", out.c_str(), e.what(),
+          j.is_object() && j.contains("dma") ? j["dma"].dump().substr(0, 400).c_str() : "missing");
+  }
+}
+
+bool parse_ready(const std::string& line, uint32_t* ioas, uint32_t* hwpt, uint32_t* fault) {
+  const char* tag = std::strstr(line.c_str(), "dma-ready:");
+  const char* at = tag ? std::strstr(tag, "ioas=") : nullptr;
+  return at && std::sscanf(at, "ioas=%u hwpt=%u fault=%u", ioas, hwpt, fault) == 3;
+}
+
+std::string Run::wait_fault_ready(int timeout_ms) {
+  std::string found;
+  poll_until(
+      [&] {
+        std::istringstream in(read_file(pinless_.err_path()));
+        for (std::string line; std::getline(in, line);) {
+          uint32_t ioas = 0, hwpt = 0, fault = 0;
+          if (parse_ready(line, &ioas, &hwpt, &fault) && hwpt != 0) found = line;
+        }
+        return !found.empty() || !pinless_.running();
+      },
+      timeout_ms);
+  return found;
 }
 
 void Run::execute(const std::string& pinless, const std::string& kernel, const std::string& initrd, const std::string& dir) {
@@ -172,13 +283,15 @@ void Run::execute(const std::string& pinless, const std::string& kernel, const s
   if (line.empty())
     abort_run("no 'dma-ready:' on pinless's stderr within %d ms (%s); stderr tail:\n%s", kReadyMs,
               pinless_.status_text().c_str(), file_tail(pinless_.err_path(), 15).c_str());
-  const char* at = std::strstr(std::strstr(line.c_str(), "dma-ready:"), "ioas=");
-  if (!at || std::sscanf(at, "ioas=%u hwpt=%u fault=%u", &ioas_, &hwpt_, &fault_) != 3)
+  if (!parse_ready(line, &ioas_, &hwpt_, &fault_))
     abort_run("cannot parse 'ioas=N hwpt=N fault=N' from: %s", line.c_str());
-  check(true, name("dma-ready"), "after %llu ms: ioas %u, hwpt %u, fault %u", ull((now_us() - t0) / 1000), ioas_, hwpt_,
-        fault_);
+  // With a fault region pinless names its fault HWPT and queue; without one it has neither.
+  bool faults = std::any_of(regions_.begin(), regions_.end(), [](const Region& g) { return g.fault; });
+  check(faults ? hwpt_ && fault_ : !hwpt_ && !fault_, name("dma-ready"),
+        "after %llu ms: ioas %u, hwpt %u, fault %u (want %s)", ull((now_us() - t0) / 1000), ioas_, hwpt_, fault_,
+        faults ? "a fault HWPT and queue" : "hwpt 0 and fault 0: no fault region at start");
   std::string error;
-  ram_ = pinless_.map_memfd("pinless-guest-ram", kRamSize, &error);
+  ram_ = pinless_.map_memfd("pinless-guest-ram", ram_size_, &error);
   if (!ram_) abort_run("pinless's guest RAM: %s", error.c_str());
   line = pinless_.wait_line(pinless_.out_path(), "idle: up", kGuestMs);
   if (line.empty())
@@ -186,8 +299,19 @@ void Run::execute(const std::string& pinless, const std::string& kernel, const s
               pinless_.status_text().c_str(), file_tail(pinless_.out_path(), 8).c_str(),
               file_tail(pinless_.err_path(), 8).c_str());
   std::printf("# %s: guest up after %llu ms\n", policy_.c_str(), ull((now_us() - t0) / 1000));
-  check_pin_region();
-  if (policy_ == "reclaim") {
+  device_moved();
+  if (policy_ == "switch") {
+    pinned_at_start();  // no fault HWPT yet for MD_CHECK_MAP (dma-ready said hwpt 0)
+  } else {
+    check_pin_region();
+  }
+  if (policy_ == "switch") {
+    if (!pin_to_fault(regions_[1])) abort_run("region 1 is not in fault mode: the checks after pin-to-fault need it");
+    fault_after_switch(regions_[1]);
+    counters("counters-after-switch", 2, 1);  // the pin at start and the fault's window; the pin
+    fault_to_pin(regions_[1]);
+    counters("counters-after-switch-back", 3, 2);  // + the whole pin; + the window
+  } else if (policy_ == "reclaim") {
     reclaim(regions_[1]);
   } else if (policy_ == "limit") {
     limit(regions_[1]);
@@ -215,7 +339,8 @@ using namespace pinless::testbed::fault_mock;
 int main(int argc, char** argv) {
   g_prog = "pinless_fault_mock";
   if (argc < 5) {
-    std::fprintf(stderr, "usage: %s PINLESS KERNEL INITRD SCRATCH_DIR [forward|aligned|hint|reclaim|limit ...]\n", argv[0]);
+    std::fprintf(stderr, "usage: %s PINLESS KERNEL INITRD SCRATCH_DIR [forward|aligned|hint|reclaim|limit|switch ...]\n",
+                 argv[0]);
     return 2;
   }
   std::setvbuf(stdout, nullptr, _IOLBF, 0);
@@ -234,7 +359,7 @@ int main(int argc, char** argv) {
   ::mkdir(dir.c_str(), 0755);
   std::vector<std::string> policies;
   for (int i = 5; i < argc; ++i) policies.push_back(argv[i]);
-  if (policies.empty()) policies = {"forward", "aligned", "hint", "reclaim", "limit"};
+  if (policies.empty()) policies = {"forward", "aligned", "hint", "reclaim", "limit", "switch"};
   uint64_t t0 = now_us();
   for (const auto& p : policies) {
     Run run(p);

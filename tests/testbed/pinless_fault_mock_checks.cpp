@@ -6,12 +6,24 @@
 
 namespace pinless::testbed::fault_mock {
 
-void Run::check_pin_region() {
+uint64_t Run::static_pages() const {
+  uint64_t n = 0;
+  for (const Region& g : regions_)
+    if (!g.fault) n += pinned_part(g).count();
+  return n;
+}
+
+// pinless has taken the mock device off home (onto its fault HWPT, or onto its IOAS when it
+// has no fault region): home's ranges are no longer those of an IOAS with the device attached.
+void Run::device_moved() {
   int e = 0;
   auto away = ranges(home_, &e);
   check(!e && !same(away, home_attached_), name("device-moved"),
         "home ioas %u ranges while pinless runs: %s (with the device attached: %s)", home_,
         e ? std::strerror(e) : text(away).c_str(), text(home_attached_).c_str());
+}
+
+void Run::check_pin_region() {
   bool pinned = mapped(kPinStart, kPinEnd - kPinStart);
   int below = ioas_covered(0, kPage);
   long kb = vmpin();
@@ -20,6 +32,22 @@ void Run::check_pin_region() {
         "0x%llx..0x%llx in the mock page table of hwpt %u: %s; GPA 0 (below the mock aperture) %s; pinless VmPin %ld kB "
         "before any fault (want %ld)",
         ull(kPinStart), ull(kPinEnd - 1), hwpt_, pinned ? "mapped" : "NOT MAPPED",
+        below == ENOENT ? "unmapped" : below ? std::strerror(below) : "MAPPED", kb, want);
+}
+
+// The switch run before any switch: no fault region, so no fault HWPT to read with
+// MD_CHECK_MAP; pinless's IOAS maps both pin regions from the mock aperture on (16M..128M), and
+// pinless has pinned all of it.
+void Run::pinned_at_start() {
+  const uint64_t len = ram_size_ - kPinStart;
+  int e = ioas_covered(kPinStart, len);
+  int below = ioas_covered(0, kPage);
+  long want = long(len / 1024);
+  long kb = vmpin_reaching(want);
+  check(e == 0 && below == ENOENT && kb == want, name("pinned-at-start"),
+        "0x%llx..0x%llx (regions 0 and 1 from the mock aperture on) in pinless's ioas %u: %s; GPA 0 (below the mock "
+        "aperture) %s; pinless VmPin %ld kB before any switch (want %ld)",
+        ull(kPinStart), ull(ram_size_ - 1), ioas_, e == 0 ? "mapped" : e == ENOENT ? "NOT ALL MAPPED" : std::strerror(e),
         below == ENOENT ? "unmapped" : below ? std::strerror(below) : "MAPPED", kb, want);
 }
 
@@ -137,10 +165,10 @@ void Run::outside_ram(const Region& g) {
   int e = ioas_covered(kOutsideRam, kPage), control = ioas_covered(sentinel, kPage);
   long kb = vmpin_reaching(kb0 + 4) - kb0;
   check(e == ENOENT && control == 0 && kb == 4, name("outside-ram"),
-        "fault at 0x%llx (512M RAM): pinless's IOAS there %s (IOAS_COPY probe; the same probe on the fault at 0x%llx "
+        "fault at 0x%llx (%lluM RAM): pinless's IOAS there %s (IOAS_COPY probe; the same probe on the fault at 0x%llx "
         "after it: %s); VmPin +%ld kB (want +4, the second fault only)",
-        ull(kOutsideRam), e == ENOENT ? "unmapped (ENOENT)" : e ? std::strerror(e) : "MAPPED", ull(sentinel),
-        control ? std::strerror(control) : "mapped", kb);
+        ull(kOutsideRam), ull(ram_size_ / kMiB), e == ENOENT ? "unmapped (ENOENT)" : e ? std::strerror(e) : "MAPPED",
+        ull(sentinel), control ? std::strerror(control) : "mapped", kb);
 }
 
 // --pin-limit 49M,reclaim=on: 48 MiB of static pins leave room for 16 aligned 64 KiB windows.
@@ -205,13 +233,113 @@ void Run::limit(const Region& g) {
         warned.empty() ? "(no line with the IOVA within 5 s)" : warned.c_str());
 }
 
+// The control API switches pin region g to fault (`pinless ctl ram-region --dma fault`). The VM
+// had no fault region, so pinless sets fault mode up now: a fault queue and a fault-capable
+// HWPT the device moves onto, named by a second 'dma-ready:' line (hwpt != 0). Then g's static
+// pin is gone from pinless's IOAS (every page probed) and from VmPin, while region 0's pins
+// stay, in the IOAS and in the new HWPT (which the device uses now). False if the switch did
+// not happen or the new HWPT is unknown: the checks after it need fault mode.
+bool Run::pin_to_fault(Region& g) {
+  const std::string out = api_socket_ + ".pin-to-fault.txt";
+  const std::string args = "ram-region --offset " + std::to_string(g.gpa) + " --dma fault --premap " +
+                           std::to_string(kSwitchPremap) + " --window aligned";
+  uint64_t t0 = now_us();
+  int rc = ctl(args, out);
+  if (rc != 0) {
+    check(false, name("pin-to-fault"), "pinless ctl %s: %s; stderr: %s; stdout: %s", args.c_str(),
+          wait_text(rc).c_str(), file_tail(out + ".err", 3).c_str(), file_tail(out, 3).c_str());
+    return false;
+  }
+  uint64_t ctl_ms = (now_us() - t0) / 1000;
+  std::string line = wait_fault_ready(kReadyMs);
+  uint32_t ioas = 0, hwpt = 0, fault = 0;
+  if (line.empty() || !parse_ready(line, &ioas, &hwpt, &fault)) {
+    check(false, name("pin-to-fault"),
+          "pinless ctl %s said \"%s\" after %llu ms, but no 'dma-ready:' line with a fault HWPT (hwpt != 0) on "
+          "pinless's stderr within %d ms (%s); stderr tail:\n%s",
+          args.c_str(), last_line(out).c_str(), ull(ctl_ms), kReadyMs, pinless_.status_text().c_str(),
+          file_tail(pinless_.err_path(), 8).c_str());
+    return false;
+  }
+  hwpt_ = hwpt;
+  fault_ = fault;
+  for (uint64_t p = g.first_page(); p < g.first_page() + g.pages(); ++p) set_model(p, false);
+  g.fault = true;
+  g.premap = kSwitchPremap;
+  g.window = "aligned";
+  uint64_t t1 = now_us();
+  bool gone = none_mapped(g.gpa, g.size);
+  uint64_t probe_ms = (now_us() - t1) / 1000;
+  int pins = ioas_covered(kPinStart, kPinEnd - kPinStart);
+  bool in_hwpt = mapped(kPinStart, kPinEnd - kPinStart);
+  long want = long(model_pages_ * kPage / 1024);
+  long kb = vmpin_falling_to(want);
+  check(ioas == ioas_ && fault != 0 && gone && pins == 0 && in_hwpt && kb == want, name("pin-to-fault"),
+        "ctl %s: \"%s\" after %llu ms; %s (want ioas %u, a fault object); region 0x%llx..0x%llx unmapped in the IOAS "
+        "page by page: %s (%llu ms); region 0's pins 0x%llx..0x%llx in the IOAS: %s, in the mock page table of the new "
+        "hwpt %u: %s; VmPin %ld kB (want %ld)",
+        args.c_str(), last_line(out).c_str(), ull(ctl_ms), line.substr(line.find("dma-ready:")).c_str(), ioas_,
+        ull(g.gpa), ull(g.gpa + g.size - 1), gone ? "yes" : "NO", ull(probe_ms), ull(kPinStart), ull(kPinEnd - 1),
+        pins == 0 ? "mapped" : pins == ENOENT ? "NOT ALL MAPPED" : std::strerror(pins), hwpt_,
+        in_hwpt ? "mapped" : "NOT MAPPED", kb, want);
+  return true;
+}
+
+// The first fault in the region switched to fault maps exactly its aligned premap window.
+void Run::fault_after_switch(const Region& g) {
+  long kb0 = vmpin();
+  bool ok = false;
+  uint64_t addr = g.gpa + kSwitchFaultOffset;
+  Span w = fault(g, addr);
+  std::string s = exact(w, &ok);
+  bool aligned = w.count() == g.premap && w.first % g.premap == 0;
+  uint64_t want = w.count() * kPage / 1024;
+  long kb = vmpin_reaching(kb0 + long(want)) - kb0;
+  check(ok && aligned && uint64_t(kb) == want, name("fault-after-switch"),
+        "fault at 0x%llx in the region switched to fault (premap %llu %s) mapped exactly %s%s; VmPin +%ld kB (want +%llu)",
+        ull(addr), ull(g.premap), g.window.c_str(), s.c_str(), aligned ? "" : " (NOT the aligned premap block)", kb,
+        ull(want));
+}
+
+// The control API switches fault region g back to pin (`--dma pin`): its fault windows make
+// way for a static pin of the whole region, in pinless's IOAS and in the HWPT the device is on
+// (the fault HWPT: pinless keeps the device there).
+void Run::fault_to_pin(Region& g) {
+  const std::string out = api_socket_ + ".fault-to-pin.txt";
+  const std::string args = "ram-region --offset " + std::to_string(g.gpa) + " --dma pin";
+  uint64_t t0 = now_us();
+  int rc = ctl(args, out);
+  uint64_t ctl_ms = (now_us() - t0) / 1000;
+  if (rc != 0) {
+    check(false, name("fault-to-pin"), "pinless ctl %s: %s; stderr: %s; stdout: %s", args.c_str(),
+          wait_text(rc).c_str(), file_tail(out + ".err", 3).c_str(), file_tail(out, 3).c_str());
+    return;
+  }
+  Span s = pinned_part(g);
+  for (uint64_t p = s.first; p < s.end; ++p) set_model(p, true);  // a static pin: not fault_pages_
+  peak_pages_ = std::max(peak_pages_, model_pages_);
+  g.fault = false;
+  g.premap = 0;
+  g.window.clear();
+  int e = ioas_covered(g.gpa, g.size);
+  bool in_hwpt = mapped(g.gpa, g.size);
+  long want = long(model_pages_ * kPage / 1024);
+  long kb = vmpin_reaching(want);
+  check(e == 0 && in_hwpt && kb == want, name("fault-to-pin"),
+        "ctl %s: \"%s\" after %llu ms; region 0x%llx..0x%llx in pinless's IOAS: %s, in the mock page table of hwpt %u: "
+        "%s; VmPin %ld kB (want %ld: both regions pinned)",
+        args.c_str(), last_line(out).c_str(), ull(ctl_ms), ull(g.gpa), ull(g.gpa + g.size - 1),
+        e == 0 ? "mapped" : e == ENOENT ? "NOT ALL MAPPED" : std::strerror(e), hwpt_, in_hwpt ? "mapped" : "NOT MAPPED",
+        kb, want);
+}
+
 // pinless's IOAS holds exactly what this program expects, page by page over all guest RAM
 // (runs of expected pages copied whole, every other page probed alone), and VmPin says the same.
 void Run::ioas_state() {
   uint64_t t0 = now_us(), wrong = 0, first_wrong = ~0ull, mapped_pages = 0;
-  for (uint64_t p = 0; p < kRamPages;) {
+  for (uint64_t p = 0; p < ram_pages();) {
     uint64_t q = p;
-    while (q < kRamPages && model_[q] == model_[p]) q++;
+    while (q < ram_pages() && model_[q] == model_[p]) q++;
     if (model_[p]) {
       mapped_pages += q - p;
       if (ioas_covered(p * kPage, (q - p) * kPage) != 0) wrong++, first_wrong = std::min(first_wrong, p);
@@ -227,9 +355,10 @@ void Run::ioas_state() {
   char where[64] = "";
   if (wrong) std::snprintf(where, sizeof where, " (first at 0x%llx)", ull(first_wrong * kPage));
   check(wrong == 0 && kb == want, name("ioas-state"),
-        "pinless's IOAS maps exactly the %llu expected pages of 512M RAM (pin region 48 MiB + %llu by faults), %llu "
-        "mismatches%s, %llu ms; VmPin %ld kB (want %ld)",
-        ull(mapped_pages), ull(mapped_pages - (kPinEnd - kPinStart) / kPage), ull(wrong), where, ull((now_us() - t0) / 1000), kb, want);
+        "pinless's IOAS maps exactly the %llu expected pages of %lluM RAM (pin regions %llu MiB + %llu pages by "
+        "faults), %llu mismatches%s, %llu ms; VmPin %ld kB (want %ld)",
+        ull(mapped_pages), ull(ram_size_ / kMiB), ull(static_pages() * kPage / kMiB), ull(mapped_pages - static_pages()),
+        ull(wrong), where, ull((now_us() - t0) / 1000), kb, want);
 }
 
 }  // namespace pinless::testbed::fault_mock

@@ -112,6 +112,14 @@ long Run::vmpin_reaching(long want_kb) const {
   return kb;
 }
 
+// VmPin once it has come down to want_kb (or after kFaultMs): for unmaps, which the kernel
+// uncharges as it unpins; vmpin_reaching would accept any value above the target.
+long Run::vmpin_falling_to(long want_kb) const {
+  long kb = vmpin();
+  poll_until([&] { return (kb = vmpin()) <= want_kb; }, kFaultMs);
+  return kb;
+}
+
 // One fault, resolved: TRIGGER_IOPF, then wait until the mock page table maps the whole
 // window the policy defines (a window pinless maps differently times out here, or shows up
 // in the neighbour, count and VmPin checks).
@@ -152,7 +160,7 @@ std::string Run::exact(const Span& w, bool* ok) const {
   std::string side;
   *ok = true;
   for (uint64_t p : {w.first - 1, w.end}) {
-    if (p >= kRamPages || model_[p]) continue;
+    if (p >= ram_pages() || model_[p]) continue;
     int e = ioas_covered(p * kPage, kPage);
     if (e != ENOENT) *ok = false;
     side += side.empty() ? "" : ", ";
@@ -238,7 +246,7 @@ void Run::back_home() {
 
 void Run::teardown() {
   pinless_.kill_now();
-  if (ram_) munmap(ram_, kRamSize), ram_ = nullptr;
+  if (ram_) munmap(ram_, ram_size_), ram_ = nullptr;
   if (fd_ >= 0) {
     if (stdev_) destroy_errno(fd_, stdev_);
     if (home_) destroy_errno(fd_, home_);

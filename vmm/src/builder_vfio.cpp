@@ -129,11 +129,12 @@ nlohmann::ordered_json VfioSetup::dma_summary() const {
   return impl_->dma ? impl_->dma->summary() : nlohmann::ordered_json(nullptr);
 }
 
-Status VfioSetup::set_fault_policy(uint64_t ram_offset, std::optional<uint64_t> premap_pages,
-                                   std::optional<iommu::WindowPolicy> window) {
+Status VfioSetup::set_ram_region(uint64_t ram_offset, std::optional<bool> fault, std::optional<uint64_t> premap_pages,
+                                 std::optional<iommu::WindowPolicy> window) {
   if (!impl_->dma) {
     return fail("vm.ram-region", ENOTSUP, "no assigned device", "guest RAM has a DMA policy only with --device");
   }
+  if (fault) return impl_->dma->set_dma_mode(ram_offset, *fault, premap_pages, window);
   return impl_->dma->set_fault_policy(ram_offset, premap_pages, window);
 }
 

@@ -75,9 +75,11 @@ class VfioSetup {
   // finish() writes it (null without a DMA domain), and each device: guest BDF, host name,
   // backend, IOMMU domain ("vm" = guest RAM at IOVA = GPA).
   nlohmann::ordered_json dma_summary() const;
-  // The control API's vm.ram-region (event-loop thread): see DmaDomain::set_fault_policy.
-  [[nodiscard]] Status set_fault_policy(uint64_t ram_offset, std::optional<uint64_t> premap_pages,
-                                        std::optional<iommu::WindowPolicy> window);
+  // The control API's vm.ram-region (event-loop thread): see DmaDomain::set_fault_policy and
+  // set_dma_mode (dma: switch to pin or fault; unset: premap/window of a fault region). After
+  // a switch to fault, fault_fd() may have become valid: the caller starts watching it.
+  [[nodiscard]] Status set_ram_region(uint64_t ram_offset, std::optional<bool> fault,
+                                      std::optional<uint64_t> premap_pages, std::optional<iommu::WindowPolicy> window);
   nlohmann::ordered_json devices_json() const;
 
  private:

@@ -22,19 +22,7 @@ Status MicroVm::start(EventLoop& loop) {
     if (state.stopping()) loop.stop();
     return EventLoop::Next::kWait;
   }));
-  // I/O page faults of fault-driven DMA: served on the loop, never on a vCPU thread. The queue
-  // stops after a read budget while work may remain (kAgain: no new edge would report it). A
-  // queue that fails ends the VM: its devices would wait for answers forever.
-  if (int fd = vfio_->fault_fd(); fd >= 0) {
-    PINLESS_TRY_VOID(loop.add_fd(fd, "iommufd fault queue", [this, &state] {
-      auto more = vfio_->on_fault_readable();
-      if (!more) {
-        state.fail("I/O page fault queue: " + more.error().message());
-        return EventLoop::Next::kWait;
-      }
-      return *more ? EventLoop::Next::kAgain : EventLoop::Next::kWait;
-    }));
-  }
+  PINLESS_TRY_VOID(watch_faults(loop));
   // virtio-iommu notifications (ioeventfds) are served on the loop too.
   if (viommu_) PINLESS_TRY_VOID(viommu_->start(loop));
   for (auto& vcpu : vcpus_) {
@@ -43,6 +31,37 @@ Status MicroVm::start(EventLoop& loop) {
     threads_.start(*vcpu, bus_, state, std::move(first));
   }
   logger("vmm")->info("guest started: {} vCPU(s), {} RAM", config_.cpus, format_size(config_.memory.size));
+  return {};
+}
+
+// I/O page faults of fault-driven DMA: served on the loop, never on a vCPU thread. The queue
+// stops after a read budget while work may remain (kAgain: no new edge would report it). A
+// queue that fails ends the VM: its devices would wait for answers forever.
+Status MicroVm::watch_faults(EventLoop& loop) {
+  int fd = vfio_ ? vfio_->fault_fd() : -1;
+  if (fd < 0 || faults_watched_) return {};
+  VmState& state = *state_;
+  PINLESS_TRY_VOID(loop.add_fd(fd, "iommufd fault queue", [this, &state] {
+    auto more = vfio_->on_fault_readable();
+    if (!more) {
+      state.fail("I/O page fault queue: " + more.error().message());
+      return EventLoop::Next::kWait;
+    }
+    return *more ? EventLoop::Next::kAgain : EventLoop::Next::kWait;
+  }));
+  faults_watched_ = true;
+  return {};
+}
+
+Status MicroVm::set_ram_region(uint64_t ram_offset, std::optional<bool> fault, std::optional<uint64_t> premap_pages,
+                               std::optional<iommu::WindowPolicy> window, EventLoop& loop) {
+  if (!vfio_) return fail("vm.ram-region", ENOTSUP, "no assigned device", "guest RAM has a DMA policy only with --device");
+  PINLESS_TRY_VOID(vfio_->set_ram_region(ram_offset, fault, premap_pages, window));
+  if (auto st = watch_faults(loop); !st) {
+    // Devices now fault into a queue nobody reads: they would wait forever.
+    state_->fail("vm.ram-region: " + st.error().message());
+    return st;
+  }
   return {};
 }
 

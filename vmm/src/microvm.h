@@ -72,13 +72,20 @@ class MicroVm {
   const Timeline& timeline() const { return timeline_; }
   const GuestMemory& memory() const { return *memory_; }
   const VfioSetup* vfio() const { return vfio_.get(); }
-  VfioSetup* vfio_mut() { return vfio_.get(); }
+  // vm.ram-region (VfioSetup::set_ram_region). A switch to fault that set fault mode up at
+  // run time also puts the new fault queue on `loop`.
+  [[nodiscard]] Status set_ram_region(uint64_t ram_offset, std::optional<bool> fault,
+                                      std::optional<uint64_t> premap_pages, std::optional<iommu::WindowPolicy> window,
+                                      EventLoop& loop);
   const ViommuSetup* viommu() const { return viommu_.get(); }
 
  private:
   friend Result<std::unique_ptr<MicroVm>> build_microvm(const VmConfig&, Timeline&, Sys&);
   MicroVm(const VmConfig& config, Timeline& timeline, Sys& sys)
       : config_(config), timeline_(timeline), sys_(sys) {}
+
+  // Serves the VFIO DMA domain's fault queue on `loop`, once it exists (idempotent).
+  [[nodiscard]] Status watch_faults(EventLoop& loop);
 
   const VmConfig config_;
   Timeline& timeline_;
@@ -94,6 +101,7 @@ class MicroVm {
   std::unique_ptr<VfioSetup> vfio_;
   std::unique_ptr<ViommuSetup> viommu_;  // --viommu; released before the VFIO devices
   std::vector<std::unique_ptr<Vcpu>> vcpus_;
+  bool faults_watched_ = false;
   // Last: destroyed (vCPUs stopped and joined) before anything they use.
   VcpuThreads threads_;
 };

@@ -147,10 +147,16 @@ Status MicroVmControl::set_ram_region(const RamRegionChange& change) {
   if (vm_.state().stopping()) return fail("vm.ram-region", EBUSY, "the VM is stopping");
   std::optional<iommu::WindowPolicy> window;
   if (change.window) window = PINLESS_TRY(iommu::parse_window_policy(*change.window));
-  VfioSetup* vfio = vm_.vfio_mut();
-  if (vfio == nullptr) return fail("vm.ram-region", ENOTSUP, "no assigned device", "guest RAM has a DMA policy only with --device");
-  PINLESS_TRY_VOID(vfio->set_fault_policy(change.offset, change.premap_pages, window));
-  logger("api")->info("vm.ram-region: RAM offset {:#x}: premap {}, window {} from now on", change.offset,
+  std::optional<bool> fault;
+  if (change.dma) fault = *change.dma == "fault";
+  if (fault && vm_.viommu() != nullptr) {
+    return fail("vm.ram-region", ENOTSUP, "--viommu",
+                "the guest's IOMMU domains are copied from pinned guest RAM; a region cannot switch between pin and "
+                "fault behind the virtio-iommu");
+  }
+  PINLESS_TRY_VOID(vm_.set_ram_region(change.offset, fault, change.premap_pages, window, loop_));
+  logger("api")->info("vm.ram-region: RAM offset {:#x}: dma {}, premap {}, window {} from now on", change.offset,
+                      change.dma.value_or("as before"),
                       change.premap_pages ? std::to_string(*change.premap_pages) : "as before",
                       change.window.value_or("as before"));
   return {};

@@ -268,11 +268,19 @@ TEST_CASE("--api-socket and pinless ctl") {
   CHECK(rr.ctl.premap == 16);
   CHECK(parse({"ctl", "--api-socket", "/s", "ram-region", "--offset", "0x1000", "--window", "forward"}).action ==
         Action::kCtl);
+  auto sw = parse({"ctl", "--api-socket", "/s", "ram-region", "--offset", "64M", "--dma", "fault", "--premap", "16"});
+  REQUIRE(sw.action == Action::kCtl);
+  CHECK(sw.ctl.dma == "fault");
+  CHECK(parse({"ctl", "--api-socket", "/s", "ram-region", "--offset", "0", "--dma", "pin"}).ctl.dma == "pin");
+  CHECK(parse({"ctl", "--api-socket", "/s", "ram-region", "--offset", "0", "--dma", "pin", "--premap", "4"}).text.find(
+            "apply to --dma fault only") != std::string::npos);
   for (std::vector<std::string> bad : {std::vector<std::string>{"ctl", "--api-socket", "/s", "ram-region", "--premap", "16"},
                                        {"ctl", "--api-socket", "/s", "ram-region", "--offset", "0"},
                                        {"ctl", "--api-socket", "/s", "ram-region", "--offset", "x", "--premap", "1"},
                                        {"ctl", "--api-socket", "/s", "ram-region", "--offset", "0", "--premap", "0"},
                                        {"ctl", "--api-socket", "/s", "ram-region", "--offset", "0", "--window", "wide"},
+                                       {"ctl", "--api-socket", "/s", "ram-region", "--offset", "0", "--dma", "both"},
+                                       {"ctl", "--api-socket", "/s", "info", "--dma", "pin"},
                                        {"ctl", "--api-socket", "/s", "info", "--premap", "4"}}) {
     CAPTURE(bad.back());
     CHECK(parse(bad).action == Action::kError);

@@ -83,16 +83,24 @@ std::string format_counters(const Json& c) {
   }
   if (const Json& d = member(c, "dma"); d.is_object()) {
     const Json& f = member(d, "faults");
-    out += fmt::format("dma       {}: pinned {} (peak {}); fault groups {} ({} INVALID), pages mapped {}, reclaimed {}\n",
+    out += fmt::format("dma       {}: pinned {} (peak {}); fault groups {} ({} INVALID), pages mapped {}, reclaimed {}; "
+                       "{} policy switches\n",
                        str(d, "backend"), format_size(u64(d, "pinned_bytes")), format_size(u64(d, "pinned_peak_bytes")),
-                       u64(f, "groups"), u64(f, "invalid_groups"), u64(f, "pages_mapped"), u64(f, "pages_reclaimed"));
+                       u64(f, "groups"), u64(f, "invalid_groups"), u64(f, "pages_mapped"), u64(f, "pages_reclaimed"),
+                       u64(d, "policy_switches"));
     for (const auto& r : elements(d, "regions")) {
-      out += fmt::format("  region  {} +{} {}: pinned {}\n", str(r, "gpa"), format_size(u64(r, "size")), str(r, "dma"),
-                         format_size(u64(r, "pinned_bytes")));
+      std::string how = str(r, "dma");
+      if (how == "fault") how += fmt::format(" (premap {} {})", u64(r, "premap"), str(r, "window"));
+      out += fmt::format("  region  {} +{} {}: pinned {} in {} mappings; {} faults ({} INVALID), {} reclaims; "
+                         "{} maps ({} us), {} unmaps ({} us)\n",
+                         str(r, "gpa"), format_size(u64(r, "size")), how, format_size(u64(r, "pinned_bytes")),
+                         u64(r, "mappings"), u64(r, "faults"), u64(r, "invalid"), u64(r, "reclaims"), u64(r, "map_calls"),
+                         u64(r, "map_us"), u64(r, "unmap_calls"), u64(r, "unmap_us"));
     }
     for (const auto& dev : elements(d, "devices")) {
-      out += fmt::format("  device  {}: faults {}, mapped {}, INVALID {}\n", str(dev, "name"), u64(dev, "faults"),
-                         format_size(u64(dev, "bytes_mapped")), u64(dev, "invalid"));
+      out += fmt::format("  device  {}: faults {} in {} groups, mapped {}, INVALID {}\n", str(dev, "name"),
+                         u64(dev, "faults"), u64(dev, "groups"), format_size(u64(dev, "bytes_mapped")),
+                         u64(dev, "invalid"));
     }
   }
   if (const Json& v = member(c, "viommu"); v.is_object()) {
@@ -132,6 +140,7 @@ int run_ctl(const CtlConfig& config) {
   if (config.command == "shutdown" && config.timeout_s != 0) body = Json{{"timeout_s", config.timeout_s}}.dump();
   if (config.command == "ram-region") {
     Json j{{"offset", std::stoull(config.offset)}};
+    if (!config.dma.empty()) j["dma"] = config.dma;
     if (config.premap != 0) j["premap"] = config.premap;
     if (!config.window.empty()) j["window"] = config.window;
     body = j.dump();

@@ -77,8 +77,7 @@ Response shutdown(const Request& r, VmControl& vm) {
   return from_status(vm.shutdown(timeout_ms), vm);
 }
 
-// {"offset": N or "0x...", "premap": N, "window": "aligned"|"forward"|"hint"}; "dma" names
-// a switch between pin and fault, which is not built.
+// {"offset": N or "0x...", "dma": "pin"|"fault", "premap": N, "window": "aligned"|"forward"|"hint"}.
 Response ram_region(const Request& r, VmControl& vm) {
   auto body = action_body(r);
   if (!body) return error_response(400, body.error());
@@ -112,14 +111,22 @@ Response ram_region(const Request& r, VmControl& vm) {
       }
       change.window = value.get<std::string>();
     } else if (key == "dma") {
-      return error_response(501, "vm.ram-region: switching a region between pin and fault at run time is not "
-                                 "implemented yet; premap and window of a fault region can change");
+      if (!value.is_string() || (value.get<std::string>() != "pin" && value.get<std::string>() != "fault")) {
+        return error_response(400, "vm.ram-region: dma must be \"pin\" or \"fault\"");
+      }
+      change.dma = value.get<std::string>();
     } else {
-      return error_response(400, fmt::format("vm.ram-region: unknown member \"{}\" (takes offset, premap, window)", key));
+      return error_response(400,
+                            fmt::format("vm.ram-region: unknown member \"{}\" (takes offset, dma, premap, window)", key));
     }
   }
   if (!have_offset) return error_response(400, "vm.ram-region: offset (the region's start in guest RAM) is required");
-  if (!change.premap_pages && !change.window) return error_response(400, "vm.ram-region: give premap and/or window");
+  if (!change.dma && !change.premap_pages && !change.window) {
+    return error_response(400, "vm.ram-region: give dma, premap and/or window");
+  }
+  if (change.dma == "pin" && (change.premap_pages || change.window)) {
+    return error_response(400, "vm.ram-region: premap and window apply to dma \"fault\" only");
+  }
   return from_status(vm.set_ram_region(change), vm);
 }
 
@@ -140,7 +147,8 @@ int http_status_for(const Error& e) {
   switch (e.err()) {
     case EINVAL: return 400;
     case EBUSY:
-    case EALREADY: return 409;
+    case EALREADY:
+    case ENOSPC: return 409;
     case ENOTSUP: return 501;
     case ETIMEDOUT: return 504;
     default: return 500;

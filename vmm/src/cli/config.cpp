@@ -214,13 +214,17 @@ CliResult parse_cli(const std::vector<std::string>& args, const HostLimits& host
                   "shutdown: seconds the guest gets to power off before pinless stops it (default 30)")
       ->check(CLI::Range(uint64_t{1}, uint64_t{3600}));
   ctl->add_option("--offset", result.ctl.offset, "ram-region: where the region starts in guest RAM (0, 256M, 0x10000000)");
+  ctl->add_option("--dma", result.ctl.dma,
+                  "ram-region: switch the region to pin (map and pin it whole now) or fault (unmap it; devices "
+                  "fault it in)")
+      ->check(CLI::IsMember({"pin", "fault"}));
   ctl->add_option("--premap", result.ctl.premap, "ram-region: pages mapped per fault from now on, 1..262144")
       ->check(CLI::Range(uint64_t{1}, uint64_t{1} << 18));
   ctl->add_option("--window", result.ctl.window, "ram-region: window placement from now on: aligned, forward or hint")
       ->check(CLI::IsMember({"aligned", "forward", "hint"}));
   ctl->add_option("command", result.ctl.command,
                   "info | counters | timeline | pause | resume | shutdown (ACPI power button) | stop (now) | "
-                  "ram-region (a fault region's premap window)")
+                  "ram-region (a region's DMA policy: pin or fault, premap window)")
       ->required()
       ->check(CLI::IsMember({"info", "counters", "timeline", "pause", "resume", "shutdown", "stop", "ram-region"}));
   ctl->footer("Exit status: 0 when pinless did what was asked, 1 when it answered with an error or\n"
@@ -263,10 +267,15 @@ CliResult parse_cli(const std::vector<std::string>& args, const HostLimits& host
       result.text = "ctl: --timeout only applies to shutdown";
       return result;
     }
-    const bool region_opts = !result.ctl.offset.empty() || result.ctl.premap != 0 || !result.ctl.window.empty();
+    const bool region_opts = !result.ctl.offset.empty() || !result.ctl.dma.empty() || result.ctl.premap != 0 ||
+                             !result.ctl.window.empty();
     if (result.ctl.command == "ram-region") {
-      if (result.ctl.offset.empty() || (result.ctl.premap == 0 && result.ctl.window.empty())) {
-        result.text = "ctl ram-region: give --offset and --premap and/or --window";
+      if (result.ctl.offset.empty() || (result.ctl.dma.empty() && result.ctl.premap == 0 && result.ctl.window.empty())) {
+        result.text = "ctl ram-region: give --offset and --dma, --premap and/or --window";
+        return result;
+      }
+      if (result.ctl.dma == "pin" && (result.ctl.premap != 0 || !result.ctl.window.empty())) {
+        result.text = "ctl ram-region: --premap and --window apply to --dma fault only";
         return result;
       }
       auto off = parse_size(result.ctl.offset);
@@ -276,7 +285,7 @@ CliResult parse_cli(const std::vector<std::string>& args, const HostLimits& host
       }
       result.ctl.offset = std::to_string(*off);
     } else if (region_opts) {
-      result.text = "ctl: --offset, --premap and --window only apply to ram-region";
+      result.text = "ctl: --offset, --dma, --premap and --window only apply to ram-region";
       return result;
     }
     result.action = CliResult::Action::kCtl;

@@ -88,7 +88,7 @@ TEST_CASE("api routes: VM errors map to HTTP statuses with the message") {
   CHECK(http_status_for(Error("x", EIO)) == 500);
 }
 
-TEST_CASE("api routes: vm.ram-region takes offset and premap and/or window, checked") {
+TEST_CASE("api routes: vm.ram-region takes offset and dma, premap and/or window, checked") {
   FakeVmControl vm;
   auto r = call(vm, "PUT", "/api/v1/vm.ram-region", R"({"offset": "0x10000000", "premap": 16})");
   CHECK(r.status == 200);
@@ -99,6 +99,13 @@ TEST_CASE("api routes: vm.ram-region takes offset and premap and/or window, chec
   CHECK(vm.last_change.offset == 4096);
   CHECK(vm.last_change.window == std::optional<std::string>("forward"));
   CHECK(vm.calls.size() == 2);
+  CHECK(call(vm, "PUT", "/api/v1/vm.ram-region", R"({"offset": 0, "dma": "pin"})").status == 200);
+  CHECK(vm.last_change.dma == std::optional<std::string>("pin"));
+  CHECK_FALSE(vm.last_change.premap_pages.has_value());
+  CHECK(call(vm, "PUT", "/api/v1/vm.ram-region", R"({"offset": 0, "dma": "fault", "premap": 8})").status == 200);
+  CHECK(vm.last_change.dma == std::optional<std::string>("fault"));
+  CHECK(vm.last_change.premap_pages == 8u);
+  CHECK(vm.calls.size() == 4);
   struct Bad {
     const char* body;
     int status;
@@ -108,13 +115,15 @@ TEST_CASE("api routes: vm.ram-region takes offset and premap and/or window, chec
                        Bad{R"({"offset": -1, "premap": 1})", 400}, Bad{R"({"offset": 0, "premap": 0})", 400},
                        Bad{R"({"offset": 0, "premap": 262145})", 400}, Bad{R"({"offset": 0, "window": "wide"})", 400},
                        Bad{R"({"offset": 0, "window": 3})", 400}, Bad{R"({"offset": 0, "size": 3})", 400},
-                       Bad{R"({"offset": 0, "dma": "pin"})", 501}, Bad{"", 400}}) {
+                       Bad{R"({"offset": 0, "dma": "maybe"})", 400}, Bad{R"({"offset": 0, "dma": true})", 400},
+                       Bad{R"({"offset": 0, "dma": "pin", "premap": 4})", 400},
+                       Bad{R"({"offset": 0, "dma": "pin", "window": "aligned"})", 400}, Bad{"", 400}}) {
     CAPTURE(b.body);
     auto res = call(vm, "PUT", "/api/v1/vm.ram-region", b.body);
     CHECK(res.status == b.status);
     CHECK(body_of(res).contains("error"));
   }
-  CHECK(vm.calls.size() == 2);  // none of the bad ones reached the VM
+  CHECK(vm.calls.size() == 4);  // none of the bad ones reached the VM
 }
 
 TEST_CASE("api routes: a target or body that is not UTF-8 still gets a JSON answer (fuzz reproducer)") {

@@ -28,8 +28,9 @@ class VmControl {
   // The startup timeline as JSON text, the schema of --timeline (docs/timeline.md).
   virtual std::string timeline_json() const = 0;
 
-  // Errors carry an errno the API maps to an HTTP status: EINVAL 400 (bad request), EBUSY or
-  // EALREADY 409 (not in a state that allows it), ENOTSUP 501, ETIMEDOUT 504, others 500.
+  // Errors carry an errno the API maps to an HTTP status: EINVAL 400 (bad request); EBUSY,
+  // EALREADY or ENOSPC 409 (not in a state that allows it; ENOSPC: over the pin limit);
+  // ENOTSUP 501, ETIMEDOUT 504, others 500.
   [[nodiscard]] virtual Status pause() = 0;
   [[nodiscard]] virtual Status resume() = 0;
   // Presses the ACPI power button; stops the VM if the guest has not powered off within
@@ -37,10 +38,12 @@ class VmControl {
   [[nodiscard]] virtual Status shutdown(uint64_t timeout_ms) = 0;
   // Stops the VM now (vCPUs stopped; pinless releases everything and exits 0).
   [[nodiscard]] virtual Status stop() = 0;
-  // vm.ram-region: the fault region at RAM offset `offset` maps `premap_pages` pages per fault
-  // and/or places its window by `window` ("aligned", "forward", "hint"), from now on.
+  // vm.ram-region: the region at RAM offset `offset` switches to `dma` ("pin" or "fault"),
+  // and/or (a fault region) maps `premap_pages` pages per fault and places its window by
+  // `window` ("aligned", "forward", "hint"), from now on.
   struct RamRegionChange {
     uint64_t offset = 0;
+    std::optional<std::string> dma;
     std::optional<uint64_t> premap_pages;
     std::optional<std::string> window;
   };

@@ -66,6 +66,7 @@ struct CtlConfig {
   uint64_t timeout_s = 0;     // shutdown: the guest's time to power off (0: the server's default)
   // ram-region: the region's RAM offset (a size: 0, 256M, 0x10000000) and what changes.
   std::string offset;
+  std::string dma;            // "pin", "fault"; empty: unchanged
   uint64_t premap = 0;        // 0: unchanged
   std::string window;         // empty: unchanged
 };
