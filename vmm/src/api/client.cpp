@@ -13,6 +13,7 @@
 #include <fmt/format.h>
 
 #include "pinless/base/fd.h"
+#include "beast_feed.h"
 
 namespace pinless::vmm::api {
 namespace {
@@ -81,12 +82,7 @@ Result<ClientReply> call(const std::string& socket_path, std::string_view method
       break;
     }
     in.append(buf, size_t(n));
-    while (!in.empty() && !parser.is_done()) {
-      size_t used = parser.put(boost::asio::buffer(in.data(), in.size()), ec);
-      in.erase(0, used);
-      if (ec == http::error::need_more) break;
-      if (ec) return fail("HTTP response", EPROTO, what, ec.message());
-    }
+    if (auto fed = beast_feed(parser, in)) return fail("HTTP response", EPROTO, what, fed.message());
   }
   auto res = parser.release();
   return ClientReply{int(res.result_int()), std::move(res.body())};

@@ -8,6 +8,8 @@
 #include <boost/beast/http/string_body.hpp>
 #include <boost/beast/http/write.hpp>
 
+#include "beast_feed.h"
+
 namespace pinless::vmm::api {
 
 namespace http = boost::beast::http;
@@ -25,16 +27,10 @@ RequestParser::RequestParser(size_t header_limit, size_t body_limit) : impl_(std
 RequestParser::~RequestParser() = default;
 
 RequestParser::State RequestParser::feed(std::string& in) {
-  while (!in.empty() && !impl_->parser.is_done()) {
-    boost::beast::error_code ec;
-    size_t used = impl_->parser.put(boost::asio::buffer(in.data(), in.size()), ec);
-    in.erase(0, used);
-    if (ec == http::error::need_more) return State::kNeedMore;
-    if (ec) {
-      error_status_ = ec == http::error::header_limit ? 431 : ec == http::error::body_limit ? 413 : 400;
-      error_message_ = ec.message();
-      return State::kError;
-    }
+  if (auto ec = beast_feed(impl_->parser, in)) {
+    error_status_ = ec == http::error::header_limit ? 431 : ec == http::error::body_limit ? 413 : 400;
+    error_message_ = ec.message();
+    return State::kError;
   }
   return impl_->parser.is_done() ? State::kDone : State::kNeedMore;
 }
