@@ -38,14 +38,15 @@ source "$HERE/check.sh"
 source "$HERE/vmm_boot.sh"
 source "$HERE/api.sh"
 
-# 4. VFIO passthrough, 5. the virtio-iommu, and 6. fault-driven DMA with the IOMMUFD_TEST
-# mock device.
+# 4. VFIO passthrough, 5. the virtio-iommu, 6. fault-driven DMA with the IOMMUFD_TEST
+# mock device, and 7. SIGKILL at any moment leaves nothing behind.
 if [ "$KIND" = host ] && [ -z "${PINLESS_EDU_BDFS}" ]; then
   echo "== vfio, fault: not on this host (no devices named in PINLESS_HOST_DEVICES); scripts/test runs them in the testbed"
 else
   source "$HERE/vfio.sh"
   source "$HERE/viommu.sh"
   source "$HERE/fault.sh"
+  source "$HERE/death.sh"
 fi
 
 echo "== where: $where"
