@@ -43,7 +43,7 @@ int FakeSys::new_fd() {
 }
 
 int FakeSys::open(const char* path, int flags, mode_t) {
-  calls_.push_back({"open", -1, 0, path});
+  record({"open", -1, 0, path});
   auto it = opens_.find(path);
   if (it == opens_.end()) return -ENOENT;
   int fd = it->second(path, flags);
@@ -52,7 +52,7 @@ int FakeSys::open(const char* path, int flags, mode_t) {
 }
 
 int FakeSys::close(int fd) {
-  calls_.push_back({"close", fd, 0, {}});
+  record({"close", fd, 0, {}});
   if (is_fake(fd)) {
     open_.erase(fd);
     return 0;
@@ -61,7 +61,7 @@ int FakeSys::close(int fd) {
 }
 
 int FakeSys::ioctl(int fd, unsigned long request, void* arg) {
-  calls_.push_back({"ioctl", fd, request, {}});
+  record({"ioctl", fd, request, {}});
   auto it = ioctls_.find(request);
   if (it == ioctls_.end()) return -ENOTTY;
   return it->second(fd, request, arg);
@@ -72,7 +72,7 @@ int FakeSys::ioctl_int(int fd, unsigned long request, unsigned long arg) {
 }
 
 void* FakeSys::mmap(void* addr, size_t len, int prot, int flags, int fd, off_t, int* err) {
-  calls_.push_back({"mmap", fd, 0, {}});
+  record({"mmap", fd, 0, {}});
   if (mmap_err_ != 0) {
     if (err != nullptr) *err = mmap_err_;
     mmap_err_ = 0;
@@ -89,7 +89,7 @@ void* FakeSys::mmap(void* addr, size_t len, int prot, int flags, int fd, off_t, 
 }
 
 int FakeSys::munmap(void* addr, size_t len) {
-  calls_.push_back({"munmap", -1, 0, {}});
+  record({"munmap", -1, 0, {}});
   auto it = mappings_.find(addr);
   if (it == mappings_.end()) return -EINVAL;
   mappings_.erase(it);
@@ -100,7 +100,7 @@ ssize_t FakeSys::read(int fd, void* buf, size_t n) { return pread(fd, buf, n, -1
 ssize_t FakeSys::write(int fd, const void* buf, size_t n) { return pwrite(fd, buf, n, -1); }
 
 ssize_t FakeSys::pread(int fd, void* buf, size_t n, off_t off) {
-  calls_.push_back({"read", fd, 0, {}});
+  record({"read", fd, 0, {}});
   if (!is_fake(fd)) {
     ssize_t r = off < 0 ? ::read(fd, buf, n) : ::pread(fd, buf, n, off);
     return r < 0 ? -errno : r;
@@ -109,7 +109,7 @@ ssize_t FakeSys::pread(int fd, void* buf, size_t n, off_t off) {
 }
 
 ssize_t FakeSys::pwrite(int fd, const void* buf, size_t n, off_t off) {
-  calls_.push_back({"write", fd, 0, {}});
+  record({"write", fd, 0, {}});
   if (!is_fake(fd)) {
     ssize_t r = off < 0 ? ::write(fd, buf, n) : ::pwrite(fd, buf, n, off);
     return r < 0 ? -errno : r;
@@ -118,19 +118,19 @@ ssize_t FakeSys::pwrite(int fd, const void* buf, size_t n, off_t off) {
 }
 
 int FakeSys::eventfd(unsigned int initval, int flags) {
-  calls_.push_back({"eventfd", -1, 0, {}});
+  record({"eventfd", -1, 0, {}});
   int fd = ::eventfd(initval, flags | EFD_CLOEXEC);
   return fd < 0 ? -errno : fd;
 }
 
 int FakeSys::memfd_create(const char* name, unsigned int flags) {
-  calls_.push_back({"memfd_create", -1, 0, name});
+  record({"memfd_create", -1, 0, name});
   int fd = ::memfd_create(name, flags | MFD_CLOEXEC);
   return fd < 0 ? -errno : fd;
 }
 
 int FakeSys::ftruncate(int fd, off_t len) {
-  calls_.push_back({"ftruncate", fd, 0, {}});
+  record({"ftruncate", fd, 0, {}});
   if (is_fake(fd)) return 0;
   return ::ftruncate(fd, len) < 0 ? -errno : 0;
 }

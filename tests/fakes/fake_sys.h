@@ -9,6 +9,7 @@
 
 #include <functional>
 #include <map>
+#include <mutex>
 #include <string>
 #include <vector>
 
@@ -41,6 +42,7 @@ class FakeSys : public Sys {
   // Makes the next mmap fail with `err`.
   void fail_next_mmap(int err) { mmap_err_ = err; }
 
+  // Read it once the threads that make calls (vCPU threads, an event loop) have stopped.
   const std::vector<Call>& calls() const { return calls_; }
   size_t count(unsigned long request) const;
   size_t count_what(const std::string& what) const;
@@ -75,6 +77,12 @@ class FakeSys : public Sys {
   RwFn write_fn_;
   std::map<int, std::string> open_;
   std::map<void*, size_t> mappings_;
+  // Calls come from several threads at once (vCPU threads and the event loop of a whole VM).
+  void record(Call c) {
+    std::lock_guard lock(calls_mu_);
+    calls_.push_back(std::move(c));
+  }
+  std::mutex calls_mu_;
   std::vector<Call> calls_;
   int next_fd_ = 1000;
   int mmap_err_ = 0;
