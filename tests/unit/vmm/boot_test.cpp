@@ -311,3 +311,79 @@ TEST_CASE("MappedFile: maps a file, names missing, empty and non-regular files")
   CHECK(missing.error().message().find("--kernel") != std::string::npos);
   CHECK_FALSE(MappedFile::open("/tmp", "kernel"));
 }
+
+// Found by tests/fuzz/loaders_fuzz.cpp; the inputs are kept in tests/fuzz/corpus/loaders/.
+TEST_CASE("bzImage: a protected-mode part that ends before the 64-bit entry is refused") {
+  BzImageBuilder b;
+  b.payload = 0x200;  // the vCPU would start at +0x200, past the last byte loaded
+  auto r = parse_bzimage(b.build());
+  REQUIRE_FALSE(r);
+  CHECK(r.error().message().find("64-bit entry point at +0x200") != std::string::npos);
+  b.payload = 0x201;
+  CHECK(parse_bzimage(b.build()));
+}
+
+TEST_CASE("bzImage: a setup header that ends before init_size is refused") {
+  BzImageBuilder b;
+  b.jump_len = 0x41;  // header ends at 0x243: init_size (0x260) would read as zero
+  auto r = parse_bzimage(b.build());
+  REQUIRE_FALSE(r);
+  CHECK(r.error().message().find("before init_size") != std::string::npos);
+  b.jump_len = 0x62;  // ends at 0x264, right after init_size
+  auto ok = parse_bzimage(b.build());
+  REQUIRE(ok);
+  CHECK(u(ok->header.init_size) == 0x2000000);
+}
+
+TEST_CASE("bzImage: a pref_address near 2^64 is a RAM error, not a wrapped end") {
+  FakeSys sys;
+  auto mem = make_memory(sys, 64 * kMiB);
+  BzImageBuilder b;
+  b.hdr.relocatable_kernel = 0;
+  b.hdr.pref_address = UINT64_MAX - 0xfff;  // + payload and + init_size both wrap
+  b.hdr.init_size = 0x2000;
+  auto k = load_bzimage(b.build(), mem);
+  REQUIRE_FALSE(k);
+  CHECK(k.error().err() == ENOMEM);
+  CHECK(k.error().message().find("--memory") != std::string::npos);
+}
+
+TEST_CASE("ELF: an empty PT_LOAD is skipped, even at the end of RAM") {
+  FakeSys sys;
+  auto mem = make_memory(sys, 64 * kMiB);
+  auto img = make_elf(0x1000000, 0x1000000, 0x1000000, 0x100, 0x100);
+  Elf64_Phdr empty{};
+  empty.p_type = PT_LOAD;
+  empty.p_offset = 0x1000;
+  empty.p_paddr = empty.p_vaddr = 64 * kMiB;  // where RAM ends: a write of 0 bytes there fails
+  std::memcpy(img.data() + sizeof(Elf64_Ehdr) + sizeof(Elf64_Phdr), &empty, sizeof(empty));
+  img[offsetof(Elf64_Ehdr, e_phnum)] = 2;
+  auto k = load_elf(img, mem);
+  REQUIRE(k);
+  CHECK(k->reserved_end == Gpa(0x1000100));
+  img[offsetof(Elf64_Ehdr, e_phnum)] = 1;
+  std::memcpy(img.data() + sizeof(Elf64_Ehdr), &empty, sizeof(empty));  // only the empty one
+  auto none = load_elf(img, mem);
+  REQUIRE_FALSE(none);
+  CHECK(none.error().message().find("no PT_LOAD") != std::string::npos);
+}
+
+TEST_CASE("boot_params: ramdisk fields in the image's header are not passed on without an initrd") {
+  FakeSys sys;
+  auto mem = make_memory(sys, 128 * kMiB);
+  BzImageBuilder b;
+  b.hdr.ramdisk_image = 0x3000000;  // the boot loader's fields, set in the file
+  b.hdr.ramdisk_size = 0x100000;
+  auto k = load_bzimage(b.build(), mem);
+  REQUIRE(k);
+  auto bp = build_boot_params(*k, mem.layout(), BootParamsInput{});
+  REQUIRE(bp);
+  CHECK(u(bp->hdr.ramdisk_image) == 0);
+  CHECK(u(bp->hdr.ramdisk_size) == 0);
+  BootParamsInput in;
+  in.initrd = Range<Gpa>{Gpa(0x6000000), 0x2000};
+  auto with = build_boot_params(*k, mem.layout(), in);
+  REQUIRE(with);
+  CHECK(u(with->hdr.ramdisk_image) == 0x6000000);
+  CHECK(u(with->hdr.ramdisk_size) == 0x2000);
+}

@@ -84,6 +84,10 @@ Result<boot_params> build_boot_params(const LoadedKernel& kernel, const layout::
   bp.hdr.cmd_line_ptr = uint32_t(layout::kCmdline.value());
   bp.ext_cmd_line_ptr = 0;
   bp.hdr.setup_data = 0;
+  // The ramdisk fields are the boot loader's to write, whatever the file holds: without an
+  // initrd they must say none, or the kernel looks for one where the image claims it is.
+  bp.hdr.ramdisk_image = 0;
+  bp.hdr.ramdisk_size = 0;
   if (in.initrd) {
     uint64_t addr = in.initrd->start.value();
     uint64_t size = in.initrd->size;

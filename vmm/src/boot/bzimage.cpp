@@ -1,3 +1,4 @@
+#include <cstddef>
 #include <cstring>
 
 #include "pinless/base/log.h"
@@ -33,6 +34,14 @@ Result<BzImageInfo> parse_bzimage(std::span<const uint8_t> image) {
   }
   // The header's length is self-described: it ends at 0x202 + the jump offset byte at 0x201.
   uint64_t header_end = 0x202 + uint64_t(image[0x201]);
+  // A 2.12 header reaches past init_size, which sizes the kernel's footprint in RAM; a header
+  // that says it ends before would leave it zero (and the initrd free to go where the kernel
+  // decompresses itself).
+  constexpr uint64_t kInitSizeEnd = kSetupHeaderOffset + offsetof(setup_header, init_size) + sizeof(uint32_t);
+  if (header_end < kInitSizeEnd) {
+    return not_bzimage("the setup header ends at " + format_hex(header_end) + ", before init_size at " +
+                       format_hex(kInitSizeEnd - sizeof(uint32_t)));
+  }
   info.header_len = std::min<uint64_t>(header_end, kSetupHeaderOffset + sizeof(setup_header)) -
                     kSetupHeaderOffset;
   if (info.header_len < sizeof(setup_header)) {
@@ -47,6 +56,11 @@ Result<BzImageInfo> parse_bzimage(std::span<const uint8_t> image) {
                        " setup sectors");
   }
   info.payload_size = image.size() - info.setup_size;
+  // The vCPU starts at the 64-bit entry, 0x200 into the protected-mode part: it must be there.
+  if (info.payload_size <= kEntry64Offset) {
+    return not_bzimage("the protected-mode kernel (" + std::to_string(info.payload_size) +
+                       " bytes) ends before its 64-bit entry point at +0x200");
+  }
   if (info.header.kernel_alignment == 0 ||
       (info.header.kernel_alignment & (info.header.kernel_alignment - 1)) != 0) {
     return not_bzimage("kernel_alignment " + format_hex(info.header.kernel_alignment) +
@@ -64,9 +78,12 @@ Result<LoadedKernel> load_bzimage(std::span<const uint8_t> image, const GuestMem
   const uint64_t low_end = mem.layout().low_ram.end().value();
   const uint64_t load = info.load_address.value();
   // While booting, the kernel decompresses to max(align_up(load, kernel_alignment),
-  // pref_address) and needs init_size bytes from there.
+  // pref_address) and needs init_size bytes from there. pref_address comes from the file:
+  // near 2^64 the ends would wrap to small, valid-looking values, so they saturate instead
+  // (align_up wrapping to 0 is harmless: max() then picks pref_address, the load address).
+  auto end_of = [](uint64_t base, uint64_t len) { return base > UINT64_MAX - len ? UINT64_MAX : base + len; };
   uint64_t run_base = std::max<uint64_t>(align_up(load, info.header.kernel_alignment), uint64_t(info.header.pref_address));
-  uint64_t reserved_end = std::max(load + info.payload_size, run_base + uint64_t(info.header.init_size));
+  uint64_t reserved_end = std::max(end_of(load, info.payload_size), end_of(run_base, info.header.init_size));
   if (load < layout::kHighMemStart.value() || reserved_end > low_end) {
     return fail("kernel", ENOMEM,
                 "kernel needs guest RAM up to " + format_hex(reserved_end) + " (load at " + format_hex(load) +

@@ -58,6 +58,8 @@ Result<LoadedKernel> load_elf(std::span<const uint8_t> image, const GuestMemory&
     if (ph.p_type != PT_LOAD) continue;
     std::string seg = "segment " + std::to_string(i) + " at " + format_hex(ph.p_paddr);
     if (ph.p_filesz > ph.p_memsz) return bad_elf(seg + ": file size exceeds memory size");
+    // An empty PT_LOAD loads nothing; skipped, it cannot ask for a write at the end of RAM.
+    if (ph.p_memsz == 0) continue;
     if (ph.p_offset > image.size() || ph.p_filesz > image.size() - ph.p_offset) {
       return bad_elf(seg + ": data outside the file");
     }

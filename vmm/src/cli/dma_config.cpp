@@ -115,6 +115,7 @@ Status parse_pin_limit_option(const std::string& value, DmaConfig* out) {
 Status parse_mock_device_option(const std::string& value, DmaConfig* out) {
   const std::string what = "--device " + value;
   auto items = split(value, ',');
+  if (items.empty() || items[0] != "mock") return bad(what, "not a mock device; write mock,idev=I,stdev=S,home=H");
   MockDeviceConfig m;
   bool idev = false, stdev = false, home = false;
   for (size_t i = 1; i < items.size(); ++i) {

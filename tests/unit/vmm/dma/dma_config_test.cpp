@@ -140,3 +140,13 @@ TEST_CASE("cli: --ram-region, --dma-fallback, --pin-limit and --device mock reac
   auto fb = parse_cli({"run", "--kernel", k.path, "--dma-fallback", "maybe"}, host);
   CHECK(fb.action == CliResult::Action::kError);
 }
+
+// Found by tests/fuzz/cli_fuzz.cpp (corpus/cli/mock-device-without-mock).
+TEST_CASE("mock device option: the leading word must be mock") {
+  DmaConfig c;
+  CHECK(has(text(parse_mock_device_option(",idev=1,stdev=2,home=6", &c)), "not a mock device"));
+  CHECK(has(text(parse_mock_device_option("vfio,idev=1,stdev=2,home=6", &c)), "not a mock device"));
+  CHECK(has(text(parse_mock_device_option("", &c)), "not a mock device"));
+  CHECK(c.mocks.empty());
+  CHECK(parse_mock_device_option("mock,idev=1,stdev=2,home=6", &c));
+}
