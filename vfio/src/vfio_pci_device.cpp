@@ -57,7 +57,16 @@ Status VfioPciDevice::build(std::span<const uint8_t> real) {
 
 Status VfioPciDevice::setup_caps(std::span<const uint8_t> real) {
   std::vector<PciCap> all = walk_capabilities(real);
+  auto overlaps_kept = [&](const PciCap& c) {
+    return std::any_of(kept_caps_.begin(), kept_caps_.end(), [&](const PciCap& k) {
+      return c.offset < k.offset + k.length && k.offset < c.offset + c.length;
+    });
+  };
   for (const auto& c : all) {
+    // The device's list is not trusted: a capability cut short by the end of the area, or
+    // overlapping one already kept, stays hidden. Kept ones are then whole and disjoint, so
+    // relinking one (or emulating its registers) cannot rewrite another's header.
+    if (c.length != capability_length(real, c.id, c.offset) || overlaps_kept(c)) continue;
     if (c.id == pci::kCapMsi && !msi_ && dev_->irq(kMsiIrq) && dev_->irq(kMsiIrq)->count > 0) {
       msi_ = decode_msi(real, c.offset);
       kept_caps_.push_back(c);

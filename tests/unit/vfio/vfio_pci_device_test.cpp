@@ -152,3 +152,55 @@ TEST_CASE("vfio pci: a memslot KVM refused is not removed when the BAR moves on"
   CHECK(removed.size() == 1);
   CHECK(rig.slots.empty());
 }
+
+namespace {
+// The capability list as a guest walks it: (offset, id) pairs.
+std::vector<std::pair<uint32_t, uint32_t>> guest_walk(VfioPciDevice& d) {
+  std::vector<std::pair<uint32_t, uint32_t>> caps;
+  for (uint32_t off = d.config_read(0x34, 1) & 0xfc; off >= 0x40 && caps.size() < 48;) {
+    uint32_t header = d.config_read(uint16_t(off), 2);
+    caps.push_back({off, header & 0xff});
+    off = (header >> 8) & 0xfc;
+  }
+  return caps;
+}
+}  // namespace
+
+// Found by the vfio_config fuzz target (corpus: crash-pm-inside-msix-cap).
+TEST_CASE("vfio pci: a capability inside another one is hidden, so relinking cannot expose hidden ones") {
+  Rig rig;
+  rig.pci.add_msix(4, 0);       // MSI at 0x40 -> MSI-X at 0x50..0x5b
+  rig.pci.config[0x51] = 0x58;  // next: a PM header inside MSI-X's PBA register
+  rig.pci.config[0x58] = 0x01;  // PM id (PBA BIR 1)
+  rig.pci.config[0x59] = 0x60;  // PM next: a hidden PCIe capability
+  rig.pci.config[0x60] = 0x10;
+  auto ctx = iommu::Iommufd::open(rig.sys).value();
+  auto ioas = iommu::IommufdBackend::create(*ctx).value();
+  auto dev = VfioPciDevice::create(rig.sys, open_dev(rig, *ioas), {nullptr, nullptr, nullptr, 0});
+  REQUIRE(dev);
+  auto& d = **dev;
+  CHECK(d.kept_capabilities().size() == 2);  // MSI and MSI-X; the PM inside MSI-X is not kept
+  CHECK(guest_walk(d) == std::vector<std::pair<uint32_t, uint32_t>>{{0x40, 0x05}, {0x50, 0x11}});
+  CHECK(d.config_read(0x51, 1) == 0);
+}
+
+TEST_CASE("vfio pci: an MSI capability running past 0xff is hidden and cannot clobber the next one") {
+  Rig rig;
+  rig.pci.config[0x34] = 0xf0;
+  rig.pci.config[0x40] = 0;
+  rig.pci.config[0xf0] = 0x05;  // MSI, 64-bit with per-vector masks: 24 bytes, past 0xff
+  rig.pci.config[0xf1] = 0xf4;
+  rig.pci.put16(0xf2, 0x0180);
+  rig.pci.config[0xf4] = 0x01;  // PM, where the MSI address register would be
+  rig.pci.config[0xf5] = 0x00;
+  auto ctx = iommu::Iommufd::open(rig.sys).value();
+  auto ioas = iommu::IommufdBackend::create(*ctx).value();
+  auto dev = VfioPciDevice::create(rig.sys, open_dev(rig, *ioas), {nullptr, nullptr, nullptr, 0});
+  REQUIRE(dev);
+  auto& d = **dev;
+  CHECK_FALSE(d.msi());
+  CHECK(d.kept_capabilities().size() == 1);
+  CHECK(guest_walk(d) == std::vector<std::pair<uint32_t, uint32_t>>{{0xf4, 0x01}});
+  d.config_write(0xf4, 4, 0xffffffff);  // the PM header stays read-only
+  CHECK(d.config_read(0xf4, 2) == 0x0001);
+}

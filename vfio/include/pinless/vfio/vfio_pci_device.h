@@ -6,7 +6,8 @@
 //     (vfio-pci never sets bus master itself), INTx stays disabled (no INTx routing);
 //   - capabilities: the real list is walked; MSI and MSI-X are emulated (their bytes live in
 //     the PciConfigSpace with the writable bits of the spec), power management is passed
-//     through read-only, all others are unlinked (hidden); extended space (0x100+) reads 0;
+//     through read-only, all others are unlinked (hidden), as is one that runs past 0xff or
+//     overlaps one kept before it (malformed lists); extended space (0x100+) reads 0;
 //   - other bytes of 0x40..0xff read live from the device; guest writes there are dropped.
 // BARs: each memory BAR's mmappable parts (VFIO sparse areas minus the MSI-X table/PBA pages)
 // are mmap()ed and set as memory slots (KVM memslots) at the guest BAR address; the rest (and
