@@ -418,10 +418,7 @@ nlohmann::ordered_json DmaDomain::summary() const {
   FaultEngine::Stats st = m.engine ? m.engine->stats() : FaultEngine::Stats{};
   // The fault path's MAP/UNMAP calls over all regions, with their time.
   FaultEngine::RegionStats io;
-  for (size_t e = 0; m.engine && e < m.engine->region_count(); ++e) {
-    const auto& rs = m.engine->region_stats(uint32_t(e));
-    io.map_calls += rs.map_calls, io.map_ns += rs.map_ns, io.unmap_calls += rs.unmap_calls, io.unmap_ns += rs.unmap_ns;
-  }
+  for (size_t e = 0; m.engine && e < m.engine->region_count(); ++e) io += m.engine->region_stats(uint32_t(e));
   j["faults"] = {{"records", st.records},         {"groups", st.groups},
                  {"invalid_groups", st.invalid_groups}, {"maps", st.maps},
                  {"pages_mapped", st.pages_mapped}, {"map_failures", st.map_failures},
@@ -447,11 +444,8 @@ nlohmann::ordered_json DmaDomain::summary() const {
       mappings = m.pins[i]->map_calls();
     }
     for (uint32_t e : m.fault_of_region[i]) {
-      const auto& rs = m.engine->region_stats(e);
       if (r.fault) pinned += m.accounting.region_bytes(e), mappings += m.engine->windows_in(e);
-      c.records += rs.records, c.invalid += rs.invalid, c.pages_mapped += rs.pages_mapped;
-      c.reclaims += rs.reclaims, c.pages_reclaimed += rs.pages_reclaimed;
-      c.map_calls += rs.map_calls, c.map_ns += rs.map_ns, c.unmap_calls += rs.unmap_calls, c.unmap_ns += rs.unmap_ns;
+      c += m.engine->region_stats(e);
     }
     o["pinned_bytes"] = pinned;
     o["mappings"] = mappings;

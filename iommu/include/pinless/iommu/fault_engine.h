@@ -145,6 +145,12 @@ class FaultEngine {
       (map ? map_calls : unmap_calls)++;
       (map ? map_ns : unmap_ns) += ns;
     }
+    RegionStats& operator+=(const RegionStats& o) {
+      records += o.records, invalid += o.invalid, pages_mapped += o.pages_mapped;
+      reclaims += o.reclaims, pages_reclaimed += o.pages_reclaimed;
+      map_calls += o.map_calls, map_ns += o.map_ns, unmap_calls += o.unmap_calls, unmap_ns += o.unmap_ns;
+      return *this;
+    }
   };
   const RegionStats& region_stats(uint32_t i) const { return regions_[i].stats; }
   // Windows mapped in region `i` now (one MAP each). O(windows).
