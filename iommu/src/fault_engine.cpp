@@ -79,14 +79,19 @@ DmaRun FaultEngine::run_of(uint32_t region, uint64_t first, uint64_t count) cons
   return {region, first, count, Iova(s.gpa.start.value() + off), s.hva + off, count * s.page_size, s.perm};
 }
 
-bool FaultEngine::make_room(uint64_t bytes, FaultPlan& out) {
+bool FaultEngine::make_room(uint64_t bytes, uint32_t region, PageSpan span, FaultPlan& out) {
   if (!reclaim_) return accounting_.fits(bytes);
-  while (!accounting_.fits(bytes)) {
-    uint32_t id = windows_.coldest();
+  for (uint32_t next = windows_.coldest(); !accounting_.fits(bytes);) {
+    const uint32_t id = next;
     if (id == WindowTable::kNil) return false;
     const auto w = windows_[id];
     // Never evict what this batch faulted in: its groups are about to be answered SUCCESS.
+    // The list is in fault order, so every window after this one is as recent.
     if (w.batch == batch_) return false;
+    next = w.next;
+    // Nor a window inside the span being planned: its pages would be mapped again at once,
+    // beyond the room made for the span's unmapped pages (and the pin limit with them).
+    if (w.region == region && w.first < span.end() && span.first < w.first + w.pages) continue;
     Region& rg = regions_[w.region];
     out.unmaps.push_back(run_of(w.region, w.first, w.pages));
     rg.bitmap.clear(w.first, w.pages);
@@ -147,7 +152,7 @@ bool FaultEngine::plan_record(const FaultRecord& r, FaultPlan& out, uint32_t& re
   PageSpan w = compute_window(rg.window, rg.spec.gpa.start.value(), rg.pages, page, off % ps, r.length);
   uint64_t need_pages = 0;
   rg.bitmap.for_each_clear_run(w.first, w.count, [&](uint64_t, uint64_t n) { need_pages += n; });
-  if (!make_room(need_pages * ps, out)) {
+  if (!make_room(need_pages * ps, region_out, w, out)) {
     // Degrade to what still fits, from the faulting page on, before refusing.
     uint64_t fit = accounting_.headroom() / ps;
     w = {page, std::min(fit, w.end() - page)};
@@ -219,22 +224,49 @@ void FaultEngine::coalesce(FaultPlan& out) {
 }
 
 void FaultEngine::map_failed(const DmaRun& run) {
-  Region& rg = regions_[run.region];
   stats_.map_failures++;
+  drop_map(run);
+}
+
+void FaultEngine::drop_map(const DmaRun& run) {
+  Region& rg = regions_[run.region];
   rg.bitmap.clear(run.first_page, run.pages);
   accounting_.release(run.region, run.size);
   if (uint32_t id = windows_.find(run.region, run.first_page); id != WindowTable::kNil) windows_.erase(id);
 }
 
-void FaultEngine::unmap_failed(const DmaRun& run) {
+void FaultEngine::unmap_failed(const DmaRun& run, FaultPlan& plan) {
   Region& rg = regions_[run.region];
+  const uint64_t ps = rg.spec.page_size;
+  const uint64_t end = run.first_page + run.pages;
   logger("iommu")->error("reclaim unmap of iova 0x{:x}+0x{:x} failed; keeping it mapped", run.iova.value(), run.size);
-  if (rg.bitmap.next_set(run.first_page, run.first_page + run.pages) != run.first_page + run.pages) {
-    return;  // re-planned in the same batch: its MAP will fail and be rolled back
+  // The window stays mapped, so a MAP this batch planned over its pages (a later fault whose
+  // window reached into it) would fail with EEXIST: trim those maps to the pages outside it.
+  for (size_t k = 0; k < plan.maps.size();) {
+    const DmaRun m = plan.maps[k];
+    if (m.region != run.region || m.first_page >= end || run.first_page >= m.first_page + m.pages) {
+      ++k;
+      continue;
+    }
+    windows_.erase(windows_.find(m.region, m.first_page));
+    const uint64_t lo = std::max(m.first_page, run.first_page), hi = std::min(m.first_page + m.pages, end);
+    accounting_.release(m.region, (hi - lo) * ps);  // charged again below, as the window's
+    plan.maps.erase(plan.maps.begin() + static_cast<ptrdiff_t>(k));
+    for (auto [first, last] : {std::pair{m.first_page, lo}, std::pair{hi, m.first_page + m.pages}}) {
+      if (first == last) continue;
+      plan.maps.insert(plan.maps.begin() + static_cast<ptrdiff_t>(k++), run_of(m.region, first, last - first));
+      windows_.insert(m.region, first, last - first, batch_);
+    }
   }
   rg.bitmap.set(run.first_page, run.pages);
   accounting_.charge(run.region, run.size);
   windows_.insert(run.region, run.first_page, run.pages, batch_);
+  // The room the UNMAP was to make is not there: give up planned maps, last first, until the
+  // total fits the limit again (their groups are answered INVALID).
+  while (accounting_.limit() != 0 && accounting_.total() > accounting_.limit() && !plan.maps.empty()) {
+    drop_map(plan.maps.back());
+    plan.maps.pop_back();
+  }
 }
 
 void FaultEngine::finish(FaultPlan& out) {

@@ -99,7 +99,7 @@ Result<FaultQueue::Drained> FaultQueue::on_readable() {
       engine_.note_unmap(run, now_ns() - t0);
       if (!st) {
         logger("iommu")->error("reclaim: {}", st.error().message());
-        engine_.unmap_failed(run);
+        engine_.unmap_failed(run, plan_);
       }
     }
     for (const auto& run : plan_.maps) {

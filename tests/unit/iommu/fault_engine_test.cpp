@@ -332,3 +332,62 @@ TEST_CASE("engine: per-region counters; one region's windows taken, pinned, then
   CHECK(plan.maps[0].iova == Iova(kBase + 200 * kPageSize));
   CHECK(e.region_stats(0).records == 4);
 }
+
+TEST_CASE("engine: reclaim spares windows inside the one being planned, so the pin limit holds") {
+  // Found by the fault_records fuzz target (corpus: reclaim-inside-window-over-limit). The
+  // window 4..7 used to be reclaimed to make room for 0..3, then mapped again with them as
+  // part of 0..7: 12 pages under an 8-page limit.
+  PinAccounting acct(8 * kPageSize);
+  FaultEngine e(acct);
+  e.set_reclaim(true);
+  e.add_region(region(4)).value();
+  run(e, {rec(1, 4)});   // 4..7
+  run(e, {rec(2, 20)});  // 20..23: at the limit
+  REQUIRE(e.set_policy(0, {8, WindowPolicy::kAligned, 512}));
+  auto plan = run(e, {rec(3, 0)});  // window 0..7: 0..3 need room, 4..7 is the coldest
+  CHECK(acct.total() <= 8 * kPageSize);
+  REQUIRE(plan.unmaps.size() == 1);
+  CHECK(plan.unmaps[0].first_page == 20);
+  REQUIRE(plan.maps.size() == 1);
+  CHECK(plan.maps[0].first_page == 0);
+  CHECK(plan.maps[0].pages == 4);
+  CHECK(plan.responses[0].code == FaultCode::kSuccess);
+  CHECK(e.mapped(0).all_set(0, 8));
+}
+
+TEST_CASE("engine: a failed reclaim UNMAP keeps its window and trims the maps planned over it") {
+  // Found by the fault_records fuzz target (corpus: unmap-failed-window-replanned). The kept
+  // window used to be forgotten when a later fault of the batch had planned over its pages:
+  // that MAP failed with EEXIST and was rolled back, leaving the host with a mapping the engine
+  // neither counted nor would ever unmap.
+  PinAccounting acct(8 * kPageSize);
+  FaultEngine e(acct);
+  e.set_reclaim(true);
+  e.add_region(region(4)).value();
+  run(e, {rec(1, 0)});   // W: 0..3
+  run(e, {rec(2, 20)});  // 20..23: at the limit
+  FaultPlan plan;
+  std::vector<FaultRecord> batch{rec(3, 40), rec(4, 2)};
+  e.plan(batch, plan);  // 40 reclaims W, then 2 reclaims 20..23 and plans 2..5 over W's pages
+  REQUIRE(plan.unmaps.size() == 2);
+  REQUIRE(plan.unmaps[0].first_page == 0);
+  REQUIRE(plan.maps.size() == 2);
+  e.unmap_failed(plan.unmaps[0], plan);
+  // 2..5 loses W's pages; W back (10 pages charged) is over the limit, so 40..43 is given up.
+  REQUIRE(plan.maps.size() == 1);
+  CHECK(plan.maps[0].first_page == 4);
+  CHECK(plan.maps[0].pages == 2);
+  e.finish(plan);
+  CHECK(plan.responses[0].code == FaultCode::kInvalid);
+  CHECK(plan.responses[1].code == FaultCode::kSuccess);  // page 2 is in W, still mapped
+  CHECK(acct.total() == 6 * kPageSize);
+  CHECK(e.mapped(0).count_set() == 6);
+  CHECK(e.mapped(0).all_set(0, 6));
+  CHECK(e.window_count() == 2);
+  // Teardown unmaps exactly what the host holds: W and 4..5.
+  auto runs = e.take_all_windows();
+  std::sort(runs.begin(), runs.end(), [](const DmaRun& a, const DmaRun& b) { return a.first_page < b.first_page; });
+  REQUIRE(runs.size() == 2);
+  CHECK((runs[0].first_page == 0 && runs[0].pages == 4));
+  CHECK((runs[1].first_page == 4 && runs[1].pages == 2));
+}

@@ -110,9 +110,10 @@ class FaultEngine {
   // the cookie changes). Marks the planned pages mapped and charges them, optimistically.
   void plan(std::span<const FaultRecord> records, FaultPlan& out);
   // The FaultQueue reports a MAP of the plan that failed (pages become unmapped again) or
-  // a reclaim UNMAP that failed (the window stays mapped and charged).
+  // a reclaim UNMAP that failed (before executing the maps: the window stays mapped and
+  // charged, and the plan's maps are trimmed off its pages and cut back under the pin limit).
   void map_failed(const DmaRun& run);
-  void unmap_failed(const DmaRun& run);
+  void unmap_failed(const DmaRun& run, FaultPlan& plan);
   // Fills out.responses: a group is SUCCESS only if all its records were valid and every
   // fault page is mapped now.
   void finish(FaultPlan& out);
@@ -169,9 +170,12 @@ class FaultEngine {
   // Returns false (and warns) if the record is not serviceable.
   bool plan_record(const FaultRecord& r, FaultPlan& out, uint32_t& region_out, uint64_t& page_out);
   int find_region(Iova addr) const;
-  bool make_room(uint64_t bytes, FaultPlan& out);
+  // Reclaims cold windows until `bytes` fit, never one overlapping `span` of `region`.
+  bool make_room(uint64_t bytes, uint32_t region, PageSpan span, FaultPlan& out);
   void coalesce(FaultPlan& out);
   void add_map(uint32_t region, uint64_t first, uint64_t count, FaultPlan& out);
+  // Forgets a planned map: its pages unmapped again, its charge and window gone.
+  void drop_map(const DmaRun& run);
   DmaRun run_of(uint32_t region, uint64_t first, uint64_t count) const;
 
   PinAccounting& accounting_;
