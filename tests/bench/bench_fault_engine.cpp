@@ -17,6 +17,7 @@
 #include <random>
 #include <vector>
 
+#include "fakes/read_write_sys.h"
 #include "pinless/iommu/fault_queue.h"
 #include "pinless/iommu/uapi/iommufd.h"
 
@@ -26,7 +27,7 @@ using namespace pinless::iommu;
 namespace {
 
 // Serves records from memory; read() returns 0 once the current pass is consumed.
-class BenchSys final : public Sys {
+class BenchSys final : public testing::ReadWriteSys {
  public:
   std::vector<iommu_hwpt_pgfault> records;
   size_t cursor = 0;
@@ -43,20 +44,6 @@ class BenchSys final : public Sys {
     responses += n / sizeof(iommu_hwpt_page_response);
     return static_cast<ssize_t>(n);
   }
-  int open(const char*, int, mode_t) override { return -ENOSYS; }
-  int close(int) override { return 0; }
-  int ioctl(int, unsigned long, void*) override { return -ENOSYS; }
-  int ioctl_int(int, unsigned long, unsigned long) override { return -ENOSYS; }
-  void* mmap(void*, size_t, int, int, int, off_t, int* err) override {
-    *err = ENOSYS;
-    return reinterpret_cast<void*>(-1);
-  }
-  int munmap(void*, size_t) override { return -ENOSYS; }
-  ssize_t pread(int, void*, size_t, off_t) override { return -ENOSYS; }
-  ssize_t pwrite(int, const void*, size_t, off_t) override { return -ENOSYS; }
-  int eventfd(unsigned int, int) override { return -ENOSYS; }
-  int memfd_create(const char*, unsigned int) override { return -ENOSYS; }
-  int ftruncate(int, off_t) override { return -ENOSYS; }
 };
 
 class NoopBackend final : public DmaBackend {

@@ -7,6 +7,7 @@
 #include <cstdint>
 #include <cstdio>
 #include <cstdlib>
+#include <source_location>
 
 namespace pinless::fuzz {
 
@@ -32,6 +33,13 @@ struct Bytes {
 // `target`: the fuzz target's name, to tell its messages apart in CI logs.
 [[noreturn]] inline void broken(const char* target, const char* why) {
   std::fprintf(stderr, "%s: %s\n", target, why);
+  std::abort();
+}
+
+// A broken invariant reported by the line that checks it.
+inline void check(bool ok, const char* target, std::source_location at = std::source_location::current()) {
+  if (ok) return;
+  std::fprintf(stderr, "%s: check failed at line %u\n", target, unsigned(at.line()));
   std::abort();
 }
 
