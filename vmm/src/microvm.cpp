@@ -6,12 +6,13 @@
 
 #include "pinless/base/log.h"
 #include "pinless/base/size.h"
+#include "pinless/vmm/seccomp_policy.h"
 
 namespace pinless::vmm {
 
 MicroVm::~MicroVm() { stop(); }
 
-Status MicroVm::start(EventLoop& loop) {
+Status MicroVm::start(EventLoop& loop, const seccomp::Filter& vcpu_filter) {
   // The VM's end: whoever ends it (a device on a vCPU thread, a vCPU, a stop signal) writes
   // the VmState eventfd; the loop drains it and stops.
   VmState& state = *state_;
@@ -28,7 +29,12 @@ Status MicroVm::start(EventLoop& loop) {
   for (auto& vcpu : vcpus_) {
     std::function<void()> first;
     if (vcpu->id() == 0) first = [this] { timeline_.mark_once("first_kvm_run"); };
-    threads_.start(*vcpu, bus_, state, std::move(first));
+    std::function<Status()> setup = [&vcpu_filter, id = vcpu->id(), selftest = config_.seccomp_selftest == "vcpu"]() -> Status {
+      PINLESS_TRY_VOID(seccomp::install(vcpu_filter, "vcpu" + std::to_string(id)));
+      if (selftest && id == 0) call_forbidden_syscall("vcpu0");
+      return Status{};
+    };
+    threads_.start(*vcpu, bus_, state, std::move(setup), std::move(first));
   }
   logger("vmm")->info("guest started: {} vCPU(s), {} RAM", config_.cpus, format_size(config_.memory.size));
   return {};

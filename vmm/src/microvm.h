@@ -20,6 +20,7 @@
 
 #include "pinless/base/fd.h"
 #include "pinless/base/result.h"
+#include "pinless/base/seccomp.h"
 #include "pinless/base/sys.h"
 #include "pinless/vmm/cli/config.h"
 #include "pinless/vmm/event_loop.h"
@@ -49,9 +50,10 @@ class MicroVm {
   MicroVm& operator=(const MicroVm&) = delete;
   ~MicroVm();
 
-  // Registers the VM's event sources with `loop` and starts the vCPUs. `loop` must outlive
-  // the vCPU threads (call stop() before destroying it).
-  [[nodiscard]] Status start(EventLoop& loop);
+  // Registers the VM's event sources with `loop` and starts the vCPUs, each of which installs
+  // `vcpu_filter` on itself first. `loop` and `vcpu_filter` must outlive the vCPU threads
+  // (call stop() before destroying them).
+  [[nodiscard]] Status start(EventLoop& loop, const seccomp::Filter& vcpu_filter);
   // Stops the VM if it is still running, kicks the vCPUs out of KVM_RUN and joins them.
   // Idempotent.
   void stop();

@@ -52,7 +52,8 @@ api::Json config_json(const VmConfig& c) {
                    {"ram_regions", std::move(regions)},
                    {"dma_fallback", c.dma.fallback_pin ? "pin" : "fail"},
                    {"pin_limit", c.dma.pin_limit},
-                   {"exit_status", c.exit_status == ExitStatusMode::kVmm ? "vmm" : "guest"}};
+                   {"exit_status", c.exit_status == ExitStatusMode::kVmm ? "vmm" : "guest"},
+                   {"seccomp", seccomp::to_string(c.seccomp)}};
 }
 
 }  // namespace

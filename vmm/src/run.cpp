@@ -10,6 +10,7 @@
 #include "pinless/base/log.h"
 #include "pinless/vmm/api/server.h"
 #include "pinless/vmm/event_loop.h"
+#include "pinless/vmm/seccomp_policy.h"
 #include "builder.h"
 #include "microvm_control.h"
 
@@ -56,6 +57,13 @@ Result<RunResult> run_microvm(const VmConfig& config, Timeline& timeline, Sys& s
   // A console piped into a process that exits must not kill the VMM with SIGPIPE.
   ::signal(SIGPIPE, SIG_IGN);
 
+  // Compiled before anything runs (a bad rule fails here, not on a vCPU), installed by each
+  // thread on itself once the VM is built: start-up opens devices and files freely.
+  SeccompFilters filters;
+  {
+    auto phase = timeline.phase("seccomp", {{"mode", seccomp::to_string(config.seccomp)}});
+    filters = PINLESS_TRY(make_seccomp_filters(config.seccomp));
+  }
   std::unique_ptr<MicroVm> vm = PINLESS_TRY(build_microvm(config, timeline, sys));
   // Declared after the VM, so destroyed before it: no handler outlives what it uses. The
   // vCPUs are joined (stop() below, or the VM's destructor) before anything goes.
@@ -74,7 +82,10 @@ Result<RunResult> run_microvm(const VmConfig& config, Timeline& timeline, Sys& s
     api = PINLESS_TRY(api::ApiServer::create(loop, config.api_socket, control));
     control.set_server(api.get());
   }
-  PINLESS_TRY_VOID(vm->start(loop));
+  PINLESS_TRY_VOID(vm->start(loop, filters.vcpu));
+  // The vCPU threads exist: from here on, this thread and any it creates are the event loop.
+  PINLESS_TRY_VOID(seccomp::install(filters.event_loop, "event-loop"));
+  if (config.seccomp_selftest == "loop") call_forbidden_syscall("the event loop");
   loop.run();
   vm->stop();
   vm->finish();

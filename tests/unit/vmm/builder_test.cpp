@@ -145,6 +145,7 @@ TEST_CASE("builder boots a scripted guest to poweroff and exits with its status"
   VmConfig config;
   config.kernel = write_bzimage();
   config.memory.size = 64 * kMiB;
+  config.seccomp = seccomp::Mode::kOff;  // a filter would bind this test process for good
   config.serial = VmConfig::Serial::kFile;
   config.serial_file = temp_path("console");
   Timeline timeline;
@@ -194,6 +195,7 @@ TEST_CASE("builder --viommu: a virtio-iommu at 00:01.0, a VIOT, guest RAM in a s
   VmConfig config;
   config.kernel = write_bzimage();
   config.memory.size = 64 * kMiB;
+  config.seccomp = seccomp::Mode::kOff;  // a filter would bind this test process for good
   config.serial = VmConfig::Serial::kOff;
   config.viommu = true;
   Timeline timeline;

@@ -145,6 +145,21 @@ TEST_CASE("cli: --exit-status guest (the default) or vmm; anything else is a one
   CHECK(help.text.find("--exit-status vmm") != std::string::npos);  // the footer explains both
 }
 
+TEST_CASE("cli: --seccomp on (the default), log or off; --seccomp-selftest vcpu or loop") {
+  TempFile k;
+  auto r = parse({"run", "--kernel", k.path});
+  CHECK(r.config.seccomp == seccomp::Mode::kTrap);
+  CHECK(r.config.seccomp_selftest.empty());
+  r = parse({"run", "--kernel", k.path, "--seccomp", "log", "--seccomp-selftest", "vcpu"});
+  REQUIRE(r.action == Action::kRun);
+  CHECK(r.config.seccomp == seccomp::Mode::kLog);
+  CHECK(r.config.seccomp_selftest == "vcpu");
+  CHECK(parse({"run", "--kernel", k.path, "--seccomp=off"}).config.seccomp == seccomp::Mode::kOff);
+  CHECK(error_of({"run", "--kernel", k.path, "--seccomp", "strict"}).find("--seccomp") != std::string::npos);
+  CHECK(error_of({"run", "--kernel", k.path, "--seccomp-selftest", "api"}).find("--seccomp-selftest") !=
+        std::string::npos);
+}
+
 TEST_CASE("cli: --device vfio is repeatable and keeps the order") {
   TempFile k;
   auto r = parse({"run", "--kernel", k.path, "--device", "vfio,host=00:03.0", "--device",

@@ -154,7 +154,7 @@ TEST_CASE("VcpuThreads::stop_all kicks a vCPU blocked in KVM_RUN out and joins i
   });
   {
     VcpuThreads threads;
-    threads.start(*s.vcpu, bus, state, nullptr);
+    threads.start(*s.vcpu, bus, state, nullptr, nullptr);
     while (runs.load() == 0) std::this_thread::yield();  // the vCPU is (about to be) in KVM_RUN
     state.interrupted(SIGINT);
     threads.stop_all();

@@ -199,6 +199,16 @@ CliResult parse_cli(const std::vector<std::string>& args, const HostLimits& host
   run->add_option("--api-socket", cfg.api_socket,
                   "serve the control API (HTTP/JSON, docs/api.md) on this Unix socket, mode 0600; "
                   "`pinless ctl --api-socket PATH ...` or curl --unix-socket talk to it");
+  std::string seccomp_mode = "on";
+  run->add_option("--seccomp", seccomp_mode,
+                  "per-thread syscall filters once the guest runs: on (a forbidden syscall stops pinless "
+                  "with SIGSYS and names it), log (allowed, logged by the kernel: dmesg), off; see docs/seccomp.md")
+      ->default_str("on")
+      ->check(CLI::IsMember({"on", "log", "off"}));
+  run->add_option("--seccomp-selftest", cfg.seccomp_selftest,
+                  "for tests: THREAD (vcpu or loop) makes a syscall its filter forbids right after "
+                  "installing it; with --seccomp on, pinless must die of SIGSYS")
+      ->check(CLI::IsMember({"vcpu", "loop"}));
   CLI::App* check = app.add_subcommand(
       "check", "Report what this host offers pinless (KVM and its speed, IOMMU, iommufd, VFIO, "
                "page requests, pinning limits, huge pages); exit 0 when guests can run at speed");
@@ -326,6 +336,8 @@ CliResult parse_cli(const std::vector<std::string>& args, const HostLimits& host
     return error("--exit-status " + exit_status_mode +
                  ": write guest or vmm (vmm keeps the guest's status apart from pinless's own; docs/guest-abi.md)");
   }
+  cfg.seccomp = seccomp_mode == "off" ? seccomp::Mode::kOff : seccomp_mode == "log" ? seccomp::Mode::kLog
+                                                                                 : seccomp::Mode::kTrap;
   cfg.timeline = timeline->count() > 0;
   for (const auto& spec : device_specs) {
     if (auto s = parse_device_option(spec, &cfg); !s) return error(s.error().message());

@@ -69,13 +69,22 @@ void run_vcpu(Vcpu& vcpu, IoBus& bus, VmState& state, const std::function<void()
   log->debug("vCPU {} stopped", vcpu.id());
 }
 
-void VcpuThreads::start(Vcpu& vcpu, IoBus& bus, VmState& state,
+void VcpuThreads::start(Vcpu& vcpu, IoBus& bus, VmState& state, std::function<Status()> thread_setup,
                         std::function<void()> before_first_run) {
   Vcpu* v = &vcpu;
   counters_.push_back(std::make_unique<ExitCounters>());
   ExitCounters* exits = counters_.back().get();
-  threads_.push_back({v, &state, std::thread([this, v, &bus, &state, exits, fn = std::move(before_first_run)] {
-                        pthread_setname_np(pthread_self(), ("vcpu" + std::to_string(v->id())).c_str());
+  threads_.push_back({v, &state,
+                      std::thread([this, v, &bus, &state, exits, setup = std::move(thread_setup),
+                                   fn = std::move(before_first_run)] {
+                        const std::string name = "vcpu" + std::to_string(v->id());
+                        pthread_setname_np(pthread_self(), name.c_str());
+                        if (setup) {
+                          if (auto st = setup(); !st) {
+                            state.fail(name + ": " + st.error().message());
+                            return;
+                          }
+                        }
                         run_vcpu(*v, bus, state, fn, &gate_, exits);
                       })});
 }

@@ -8,6 +8,7 @@
 #include <vector>
 
 #include "pinless/base/result.h"
+#include "pinless/base/seccomp.h"
 #include "pinless/base/types.h"
 #include "pinless/iommu/backend_select.h"
 #include "pinless/vmm/cli/dma_config.h"
@@ -48,6 +49,10 @@ struct VmConfig {
   bool viommu = false;
   // --api-socket PATH: the control API (docs/api.md); empty = none.
   std::string api_socket;
+  // --seccomp on|log|off: per-thread syscall filters once the guest runs (docs/seccomp.md).
+  seccomp::Mode seccomp = seccomp::Mode::kTrap;
+  // --seccomp-selftest vcpu|loop: that thread makes a forbidden syscall (tests); empty = none.
+  std::string seccomp_selftest;
   // Whether any device does DMA into guest RAM (VFIO or mock).
   bool has_dma_devices() const { return !vfio_devices.empty() || !dma.mocks.empty(); }
 };

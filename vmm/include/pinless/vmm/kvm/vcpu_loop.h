@@ -35,7 +35,10 @@ class VcpuThreads {
   VcpuThreads(const VcpuThreads&) = delete;
   ~VcpuThreads() { stop_all(); }
 
-  void start(Vcpu& vcpu, IoBus& bus, VmState& state, std::function<void()> before_first_run);
+  // `thread_setup` (may be empty) runs first on the new thread (its seccomp filter); if it
+  // fails, the VM fails with its message and the vCPU never runs.
+  void start(Vcpu& vcpu, IoBus& bus, VmState& state, std::function<Status()> thread_setup,
+             std::function<void()> before_first_run);
   // Stops the VM (VmState::fail if nothing ended it yet: the first outcome wins), kicks
   // every vCPU out of KVM_RUN and joins the threads.
   void stop_all();
