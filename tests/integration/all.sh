@@ -34,9 +34,10 @@ fi
 # 2. pinless check sees this machine as it is.
 source "$HERE/check.sh"
 
-# 3. pinless boots Linux microVMs, and obeys its control API.
+# 3. pinless boots Linux microVMs, obeys its control API, and its threads are under seccomp.
 source "$HERE/vmm_boot.sh"
 source "$HERE/api.sh"
+source "$HERE/seccomp.sh"
 
 # 4. VFIO passthrough, 5. the virtio-iommu, 6. fault-driven DMA with the IOMMUFD_TEST
 # mock device, and 7. SIGKILL at any moment leaves nothing behind.
