@@ -112,6 +112,7 @@ TEST_CASE("seccomp: the vCPU filter lets KVM's and VFIO's ioctls through, not a 
     const int r = ::ioctl(null_fd, KVM_GET_API_VERSION, 0);
     ::_exit(r < 0 && errno == ENOTTY ? 0 : 93);
   });
+  INFO("the child's stderr: ", kvm.err);
   CHECK(kvm.exited);
   CHECK(kvm.code == 0);
   // TCGETS ('T'): not a vCPU's business.
@@ -130,6 +131,7 @@ TEST_CASE("seccomp: the vCPU filter lets KVM's and VFIO's ioctls through, not a 
     const int r = ::ioctl(null_fd, FIONBIO, &on);
     ::_exit(r == 0 || errno == ENOTTY ? 0 : 95);
   });
+  INFO("the child's stderr: ", loop.err);
   CHECK(loop.exited);
   CHECK(loop.code == 0);
   ::close(null_fd);
@@ -148,5 +150,6 @@ TEST_CASE("seccomp: a thread created after the filter inherits it") {
     ::_exit(97);
   });
   CHECK(e.signal == SIGSYS);
+  INFO("the child's stderr: ", e.err);
   CHECK(e.err.find("called socket") != std::string::npos);
 }

@@ -6,6 +6,7 @@
 #include <cerrno>
 #include <cstring>
 #include <iterator>
+#include <span>
 
 #include "pinless/base/log.h"
 
@@ -47,15 +48,26 @@ constexpr Rule kEventLoopOnly[] = {
     {"clone", {}}, {"clone3", {}}, {"set_robust_list", {}}, {"rseq", {}}, {"sched_getaffinity", {}},
 };
 
-}  // namespace
+// What the sanitizer runtimes call on their own (the unit tests also run under ASan+UBSan and
+// TSan): an alternate signal stack per thread, a pipe to probe memory. Not in shipped builds.
+#if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
+constexpr bool kSanitized = true;
+#else
+constexpr bool kSanitized = false;
+#endif
+constexpr Rule kSanitizerRuntime[] = {{"sigaltstack", {}}, {"pipe2", {}}};
 
-std::vector<seccomp::Rule> vcpu_seccomp_rules() { return {std::begin(kCommon), std::end(kCommon)}; }
-
-std::vector<seccomp::Rule> event_loop_seccomp_rules() {
+std::vector<seccomp::Rule> with_common(std::span<const Rule> own) {
   std::vector<seccomp::Rule> rules(std::begin(kCommon), std::end(kCommon));
-  rules.insert(rules.end(), std::begin(kEventLoopOnly), std::end(kEventLoopOnly));
+  rules.insert(rules.end(), own.begin(), own.end());
+  if (kSanitized) rules.insert(rules.end(), std::begin(kSanitizerRuntime), std::end(kSanitizerRuntime));
   return rules;
 }
+
+}  // namespace
+
+std::vector<seccomp::Rule> vcpu_seccomp_rules() { return with_common({}); }
+std::vector<seccomp::Rule> event_loop_seccomp_rules() { return with_common(kEventLoopOnly); }
 
 void call_forbidden_syscall(const char* who) {
   logger("vmm")->warn("seccomp self-test: {} calls socket(), which no filter allows", who);
