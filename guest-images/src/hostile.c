@@ -808,7 +808,8 @@ static int edu_dma(struct dev *d, uint64_t src, uint64_t dst, unsigned count, ui
 
 static void attack_dma(unsigned bytes, unsigned gap_ms)
 {
-	uint64_t top = ram_top_below_4g();
+	/* Rounded up to 1 MiB: the VMM maps guest RAM for DMA in whole regions, holes included. */
+	uint64_t top = (ram_top_below_4g() + 0xfffff) & ~0xfffffull;
 	const uint64_t cand[] = {
 	    top,                             /* just above the top of RAM */
 	    top + 0x800000,                  /* further above */
