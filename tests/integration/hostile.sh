@@ -102,6 +102,9 @@ hostile_run() {
   local canary; canary=$(hostile_canary_check)
   dmesg 2>/dev/null | tail -n +"$((dmesg_before + 1))" >"$IT_LOG/$name.dmesg"
 
+  # What the guest did, for the log.
+  grep -E '^(hostile|hostile-test|edu-test): ' "$out" | cut -c1-220 | sed 's/^/   guest: /'
+
   # 1. pinless and the guest.
   local fatal done_line
   fatal=$(grep -E 'SIGSEGV|Segmentation|Aborted|terminate called|AddressSanitizer|runtime error|^pinless [a-z]+ (error|critical):' "$err" | head -3)
