@@ -293,3 +293,50 @@ TEST_CASE("vfio pci: a flood of refused BAR moves logs only what the rate limit 
   CHECK(lines == 7);
   CHECK(text.find("overlaps pci-ecam") != std::string::npos);
 }
+
+// What guest-images/src/hostile.c does through config space, replayed on the rig: random values
+// at every offset, in every width, with a BAR landing on ECAM, the IOAPIC or the LAPIC now and
+// then. No memslot may ever cover a range the bus has given to someone else, those ranges keep
+// their owners, and the header written back maps the BAR where it was.
+TEST_CASE("vfio pci: random writes at every config offset never put a memslot over a bus claim") {
+  Rig rig;
+  PlacedDevice placed(rig);
+  Ecam ecam, ioapic, lapic;
+  struct Claimed {
+    uint64_t at, size;
+    const char* name;
+  };
+  const Claimed claimed[] = {{0xe0000000, 0x10000000, "pci-ecam"},
+                             {0xfec00000, 0x1000, "ioapic (in-kernel)"},
+                             {0xfee00000, 0x100000, "lapic/msi (in-kernel)"}};
+  REQUIRE(placed.bus.register_mmio(Gpa(claimed[0].at), claimed[0].size, &ecam, claimed[0].name));
+  REQUIRE(placed.bus.register_mmio(Gpa(claimed[1].at), claimed[1].size, &ioapic, claimed[1].name));
+  REQUIRE(placed.bus.register_mmio(Gpa(claimed[2].at), claimed[2].size, &lapic, claimed[2].name));
+  auto& d = *placed.dev;
+  uint64_t x = 0x9e3779b97f4a7c15ull;
+  auto rnd = [&x] { return x ^= x << 13, x ^= x >> 7, x ^= x << 17, x; };
+  const uint32_t targets[] = {0xe0000000, 0xe0100000, 0xfec00000, 0xfee00000};
+  int over = 0;
+  for (int round = 0; round < 8; ++round) {
+    for (uint16_t off = 0; off < 256; ++off) {
+      uint8_t size = uint8_t(1u << (rnd() % 3));
+      uint16_t at = uint16_t(off & ~(size - 1));
+      uint32_t v = uint32_t(rnd());
+      if (at == 0x10 && rnd() % 2) v = targets[rnd() % 4];  // aimed, not left to chance
+      if (at == 0x04) v |= pci::kCommandMemory;
+      d.config_write(at, size, v);
+      for (const auto& [slot, mr] : rig.slots) {
+        for (const auto& c : claimed) {
+          if (mr.guest_phys_addr < c.at + c.size && c.at < mr.guest_phys_addr + mr.memory_size) ++over;
+        }
+      }
+    }
+  }
+  CHECK(over == 0);
+  for (const auto& c : claimed) CHECK(placed.bus.owner(IoBus::Space::kMmio, c.at) == c.name);
+  d.config_write(0x04, 2, 0);
+  d.config_write(0x10, 4, 0xc0000000);
+  d.config_write(0x04, 2, pci::kCommandMemory);
+  REQUIRE(rig.slots.size() == 1);
+  CHECK(rig.slots.begin()->second.guest_phys_addr == 0xc0000000);
+}
