@@ -217,9 +217,9 @@ struct Ecam final : pci::IoDevice {
 };
 }  // namespace
 
-// Found by the hostile guest (guest-images/src/hostile.c): KVM refuses a memslot only over
-// another memslot, so edu's 1 MiB BAR moved to 0xe0000000 became a memslot over ECAM bus 0 and
-// every config access of the guest reached the edu's registers instead.
+// Seen while writing the hostile guest (guest-images/src/hostile.c): KVM refuses a memslot
+// only over another memslot, so edu's 1 MiB BAR moved to 0xe0000000 became a memslot over ECAM
+// bus 0, and KVM would serve the guest's config accesses from the edu's registers instead.
 TEST_CASE("vfio pci: a memory BAR over a range claimed on the bus (ECAM) is refused and maps again when moved back") {
   Rig rig;
   PlacedDevice placed(rig);
