@@ -107,6 +107,7 @@ hostile_run() {
     --log-level info --device "vfio,host=$A" --device "vfio,host=$B" --iommu-backend "$1" "${extra[@]}" \
     </dev/null >"$out" 2>"$err"
   rc=$?
+  sed -i 's/\r$//' "$out"  # the guest's console ends lines with CR LF
   local canary; canary=$(hostile_canary_check)
   dmesg 2>/dev/null | tail -n +"$((dmesg_before + 1))" >"$IT_LOG/$name.dmesg"
 
@@ -168,9 +169,10 @@ hostile_run() {
   # AMD-Vi: Event logged [IO_PAGE_FAULT domain=... address=0x8000000 flags=...]".
   local short seen=() faulted=() a x missing=() stray=()
   short=${A#0000:}
-  mapfile -t seen < <(sed -nE 's/^hostile: dma: .* \(edu uses (0x[0-9a-f]+), outside guest RAM.*/\1/p' "$out" | sort -u)
-  mapfile -t faulted < <(grep -F "$short" "$IT_LOG/$name.dmesg" | grep -oiE '(fault addr |address=)0x[0-9a-f]+' |
-    grep -oiE '0x[0-9a-f]+' | sort -u)
+  # (No process substitution: L1's chroot has no /dev/fd.)
+  seen=($(sed -nE 's/^hostile: dma: .* \(edu uses (0x[0-9a-f]+), outside guest RAM.*/\1/p' "$out" | sort -u))
+  faulted=($(grep -F "$short" "$IT_LOG/$name.dmesg" | grep -oiE '(fault addr |address=)0x[0-9a-f]+' |
+    grep -oiE '0x[0-9a-f]+' | sort -u))
   for a in "${seen[@]}"; do
     local hit=0
     for x in "${faulted[@]}"; do [ $((x)) = $((a)) ] && hit=1; done
