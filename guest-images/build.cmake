@@ -5,6 +5,7 @@
 #   edu-test          drives edu DMA devices from userspace (sysfs config + resource0)
 #   vfio-edu          drives an edu device through VFIO in the guest (needs a guest IOMMU)
 #   vfio-map-bench    map/unmap rates through the guest's VFIO (needs a guest IOMMU)
+#   hostile           a malicious driver's attacks on every PCI device but one (src/hostile.c)
 #   initrd.cpio.gz    reproducible newc archive: /init, /tests/*, busybox, the programs
 #   mkcpio            host tool that writes the archive from a manifest
 
@@ -34,6 +35,8 @@ target_link_options(pinless_guest_helper PRIVATE -nostdlib -no-pie)
 
 pinless_guest_program(pinless_guest_edu_test edu-test ${PINLESS_GUEST_SRC}/src/edu_test.c
                       ${PINLESS_GUEST_SRC}/src/edu_dma_msi.c)
+pinless_guest_program(pinless_guest_hostile hostile ${PINLESS_GUEST_SRC}/src/hostile.c
+                      ${PINLESS_GUEST_SRC}/src/edu_dma_msi.c)
 pinless_guest_program(pinless_guest_vfio_edu vfio-edu ${PINLESS_GUEST_SRC}/src/vfio_edu.c
                       ${PINLESS_GUEST_SRC}/src/vfio_guest.c)
 pinless_guest_program(pinless_guest_vfio_map_bench vfio-map-bench ${PINLESS_GUEST_SRC}/src/vfio_map_bench.c
@@ -54,6 +57,7 @@ string(APPEND _manifest "slink bin/sh busybox 777\n")
 string(APPEND _manifest "file bin/pinless-guest $<TARGET_FILE:pinless_guest_helper> 755\n")
 string(APPEND _manifest "file bin/edu-test $<TARGET_FILE:pinless_guest_edu_test> 755\n")
 string(APPEND _manifest "file bin/vfio-edu $<TARGET_FILE:pinless_guest_vfio_edu> 755\n")
+string(APPEND _manifest "file bin/hostile $<TARGET_FILE:pinless_guest_hostile> 755\n")
 string(APPEND _manifest "file bin/vfio-map-bench $<TARGET_FILE:pinless_guest_vfio_map_bench> 755\n")
 foreach(t ${_guest_tests})
   get_filename_component(_name ${t} NAME)
@@ -71,7 +75,7 @@ add_custom_command(
   COMMAND ${CMAKE_COMMAND} -DBUSYBOX=${PINLESS_BUSYBOX} -P ${PINLESS_GUEST_SRC}/check-busybox.cmake
   COMMAND $<TARGET_FILE:pinless_mkcpio> ${PINLESS_GUEST_OUT}/initrd.manifest > ${PINLESS_GUEST_OUT}/initrd.cpio
   COMMAND gzip -n -9 -f ${PINLESS_GUEST_OUT}/initrd.cpio
-  DEPENDS pinless_mkcpio pinless_guest_helper pinless_guest_edu_test pinless_guest_vfio_edu pinless_guest_vfio_map_bench
+  DEPENDS pinless_mkcpio pinless_guest_helper pinless_guest_edu_test pinless_guest_hostile pinless_guest_vfio_edu pinless_guest_vfio_map_bench
           ${PINLESS_GUEST_OUT}/initrd.manifest ${_rootfs}/init ${_guest_tests}
           ${PINLESS_GUEST_SRC}/check-busybox.cmake ${_busybox_dep}
   COMMENT "Building guest initramfs guest-images/initrd.cpio.gz"

@@ -40,7 +40,8 @@ source "$HERE/api.sh"
 source "$HERE/seccomp.sh"
 
 # 4. VFIO passthrough, 5. the virtio-iommu, 6. fault-driven DMA with the IOMMUFD_TEST
-# mock device, and 7. SIGKILL at any moment leaves nothing behind.
+# mock device, 7. SIGKILL at any moment leaves nothing behind, and 8. a hostile guest
+# leaves pinless, the other device and the host unharmed.
 if [ "$KIND" = host ] && [ -z "${PINLESS_EDU_BDFS}" ]; then
   echo "== vfio, fault: not on this host (no devices named in PINLESS_HOST_DEVICES); scripts/test runs them in the testbed"
 else
@@ -48,6 +49,7 @@ else
   source "$HERE/viommu.sh"
   source "$HERE/fault.sh"
   source "$HERE/death.sh"
+  source "$HERE/hostile.sh"
 fi
 
 echo "== where: $where"

@@ -56,6 +56,7 @@ Status VfioPciDevice::setup_bars(std::span<const uint8_t> real) {
       p.in_bar = pieces[k];
       p.map = PINLESS_TRY(dev_->map_region(i, pieces[k].start, pieces[k].size));
       p.slot = env_.first_slot + i * kSlotsPerBar + uint32_t(k);
+      p.claim = std::make_unique<Trap>(*this, i, pieces[k].start);
       b.mapped.push_back(std::move(p));
     }
     for (const auto& t : holes(pieces, size)) b.trapped.push_back({t, std::make_unique<Trap>(*this, i, t.start)});
@@ -144,6 +145,7 @@ void VfioPciDevice::unplace_bar(uint8_t index, uint64_t at) {
     if (auto s = env_.memslots->set_memory_slot(p.slot, {Gpa(at + p.in_bar.start), 0}, p.map.bytes()); !s) {
       logger("vfio")->error("{}: BAR {}: removing memslot {}: {}", name_, index, p.slot, s.error().message());
     }
+    if (env_.bus != nullptr) env_.bus->unregister_mmio(Gpa(at + p.in_bar.start), p.claim.get());
     p.live = false;
   }
   for (auto& t : b.trapped) {
@@ -161,9 +163,24 @@ void VfioPciDevice::unplace_bar(uint8_t index, uint64_t at) {
 void VfioPciDevice::place_bar(uint8_t index, uint64_t at) {
   BarState& b = bars_[index];
   for (auto& p : b.mapped) {
-    Status s = env_.memslots->set_memory_slot(p.slot, {Gpa(at + p.in_bar.start), p.in_bar.size}, p.map.bytes());
+    // Claimed on the bus first: it refuses ranges that belong to someone else there (ECAM,
+    // IOAPIC/LAPIC, traps), which KVM would let the memslot shadow; KVM then refuses overlaps
+    // with RAM and other memslots. What either refuses stays unmapped until the next move.
+    Gpa gpa(at + p.in_bar.start);
+    if (env_.bus != nullptr) {
+      std::string what = fmt::format("{} BAR{}+{:#x}", name(), index, p.in_bar.start);
+      if (auto s = env_.bus->register_mmio(gpa, p.in_bar.size, p.claim.get(), what); !s) {
+        p.live = false;
+        if (warn_.allow()) logger("vfio")->warn("{} (left unmapped)", s.error().message());
+        continue;
+      }
+    }
+    Status s = env_.memslots->set_memory_slot(p.slot, {gpa, p.in_bar.size}, p.map.bytes());
     p.live = s.has_value();
-    if (!s && warn_.allow()) logger("vfio")->warn("{}: BAR {} at {:#x}: {}", name_, index, at, s.error().message());
+    if (!s) {
+      if (env_.bus != nullptr) env_.bus->unregister_mmio(gpa, p.claim.get());
+      if (warn_.allow()) logger("vfio")->warn("{}: BAR {} at {:#x}: {}", name_, index, at, s.error().message());
+    }
   }
   for (auto& t : b.trapped) {
     if (env_.bus == nullptr) break;

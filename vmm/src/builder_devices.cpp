@@ -1,5 +1,6 @@
 #include "builder_devices.h"
 
+#include <algorithm>
 #include <functional>
 #include <mutex>
 
@@ -31,6 +32,13 @@ struct LegacyDevices::Impl {
   std::unique_ptr<devices::DebugPort> debug_port;
   std::unique_ptr<devices::AcpiPm> acpi_pm;
   std::unique_ptr<pci::PciRoot> pci;
+  // Stands for the in-kernel IOAPIC and LAPIC on the bus (KVM answers their accesses, so it
+  // sees almost nothing: reads all-ones, drops writes). The claim is what matters: the bus
+  // then refuses a guest BAR placed over them, which as a memslot would shadow them.
+  struct InKernel final : pci::IoDevice {
+    void read(uint64_t, std::span<uint8_t> data) override { std::fill(data.begin(), data.end(), 0xff); }
+    void write(uint64_t, std::span<const uint8_t>) override {}
+  } in_kernel;
   std::function<void(bool)> ged_line;  // the GED's interrupt (the power button)
   std::mutex ged_mutex;  // one press at a time: a pulse's two edges must not interleave
 };
@@ -96,6 +104,8 @@ Result<LegacyDevices> LegacyDevices::create(Vm& vm, IoBus& bus, VmState& state, 
   PINLESS_TRY_VOID(bus.register_mmio(layout::kEcam.start, layout::kEcam.size, &impl->pci->ecam(), "pci-ecam"));
   PINLESS_TRY_VOID(bus.register_pio(layout::kPciConfigPort, layout::kPciConfigSize,
                                     &impl->pci->config_io(), "pci-cf8"));
+  PINLESS_TRY_VOID(bus.register_mmio(layout::kIoapic, layout::kIoapicSize, &impl->in_kernel, "ioapic (in-kernel)"));
+  PINLESS_TRY_VOID(bus.register_mmio(layout::kLapic, layout::kLapicMsiSize, &impl->in_kernel, "lapic/msi (in-kernel)"));
   return LegacyDevices(std::move(impl));
 }
 

@@ -1,6 +1,11 @@
 // VfioPciDevice (vfio/src/vfio_pci_*.cpp): the config header and capabilities the guest sees,
 // and BAR sizing and placement, on a scripted VFIO device (vfio_pci_rig.h).
 #include <doctest/doctest.h>
+#include <spdlog/sinks/ostream_sink.h>
+
+#include <algorithm>
+#include <cstring>
+#include <sstream>
 
 #include "vfio_pci_rig.h"
 
@@ -203,4 +208,135 @@ TEST_CASE("vfio pci: an MSI capability running past 0xff is hidden and cannot cl
   CHECK(guest_walk(d) == std::vector<std::pair<uint32_t, uint32_t>>{{0xf4, 0x01}});
   d.config_write(0xf4, 4, 0xffffffff);  // the PM header stays read-only
   CHECK(d.config_read(0xf4, 2) == 0x0001);
+}
+
+namespace {
+struct Ecam final : pci::IoDevice {
+  void read(uint64_t, std::span<uint8_t> data) override { std::memset(data.data(), 0x11, data.size()); }
+  void write(uint64_t, std::span<const uint8_t>) override {}
+};
+}  // namespace
+
+// Seen while writing the hostile guest (guest-images/src/hostile.c): KVM refuses a memslot
+// only over another memslot, so edu's 1 MiB BAR moved to 0xe0000000 became a memslot over ECAM
+// bus 0, and KVM would serve the guest's config accesses from the edu's registers instead.
+TEST_CASE("vfio pci: a memory BAR over a range claimed on the bus (ECAM) is refused and maps again when moved back") {
+  Rig rig;
+  PlacedDevice placed(rig);
+  Ecam ecam;
+  REQUIRE(placed.bus.register_mmio(Gpa(0xe0000000), 0x10000000, &ecam, "pci-ecam"));
+  auto& d = *placed.dev;
+  d.config_write(0x04, 2, pci::kCommandMemory);
+  d.config_write(0x10, 4, 0xc0000000);
+  REQUIRE(rig.slots.size() == 1);
+  // The mapped BAR is claimed on the bus as well, under its own name.
+  CHECK(placed.bus.owner(IoBus::Space::kMmio, 0xc0000000).find("BAR0") != std::string::npos);
+  d.config_write(0x10, 4, 0xe0000000);
+  CHECK(rig.slots.empty());
+  CHECK(placed.bus.owner(IoBus::Space::kMmio, 0xe0000000) == "pci-ecam");
+  uint8_t v = 0;
+  CHECK(placed.bus.mmio_read(Gpa(0xe0000000), std::span(&v, 1)));
+  CHECK(v == 0x11);
+  CHECK(placed.bus.owner(IoBus::Space::kMmio, 0xc0000000).empty());
+  // Back where it was: mapped and claimed again; decode off releases both.
+  d.config_write(0x10, 4, 0xc0000000);
+  REQUIRE(rig.slots.size() == 1);
+  CHECK(rig.slots.begin()->second.guest_phys_addr == 0xc0000000);
+  d.config_write(0x04, 2, 0);
+  CHECK(rig.slots.empty());
+  CHECK(placed.bus.owner(IoBus::Space::kMmio, 0xc0000000).empty());
+  CHECK(placed.bus.owner(IoBus::Space::kMmio, 0xe0000000) == "pci-ecam");
+}
+
+TEST_CASE("vfio pci: a BAR KVM refuses gives its bus claim back, so another device can take the range") {
+  Rig rig;
+  rig.sys.on_ioctl(KVM_SET_USER_MEMORY_REGION, [&](int, unsigned long, void* a) {
+    auto* mr = static_cast<kvm_userspace_memory_region*>(a);
+    if (mr->memory_size == 0) return rig.slots.erase(mr->slot), 0;
+    if (mr->guest_phys_addr == 0xd0000000) return -EEXIST;  // as over guest RAM
+    rig.slots[mr->slot] = *mr;
+    return 0;
+  });
+  PlacedDevice placed(rig);
+  auto& d = *placed.dev;
+  d.config_write(0x04, 2, pci::kCommandMemory);
+  d.config_write(0x10, 4, 0xd0000000);
+  CHECK(rig.slots.empty());
+  CHECK(placed.bus.owner(IoBus::Space::kMmio, 0xd0000000).empty());
+  Ecam other;
+  CHECK(placed.bus.register_mmio(Gpa(0xd0000000), 0x1000, &other, "other"));
+}
+
+// A guest that moves its BAR onto a claimed range over and over gets a warning per refusal
+// through the device's RateLimit{5, 10000}: 7 lines for 20000 refusals.
+TEST_CASE("vfio pci: a flood of refused BAR moves logs only what the rate limit lets through") {
+  Rig rig;
+  PlacedDevice placed(rig);
+  Ecam ecam;
+  REQUIRE(placed.bus.register_mmio(Gpa(0xe0000000), 0x10000000, &ecam, "pci-ecam"));
+  std::ostringstream out;
+  auto sink = std::make_shared<spdlog::sinks::ostream_sink_mt>(out);
+  auto log = logger("vfio");
+  log->sinks().push_back(sink);
+  auto& d = *placed.dev;
+  d.config_write(0x04, 2, pci::kCommandMemory);
+  constexpr uint64_t kMoves = 20000;
+  for (uint64_t i = 0; i < kMoves; ++i) {
+    d.config_write(0x10, 4, 0xe0000000);
+    d.config_write(0x10, 4, 0xc0000000);
+  }
+  log->sinks().pop_back();
+  REQUIRE(rig.slots.size() == 1);  // still mapped where it belongs
+  std::string text = out.str();
+  uint64_t lines = uint64_t(std::count(text.begin(), text.end(), '\n'));
+  CHECK(lines == RateLimit::allowed_of(kMoves, 5, 10000));
+  CHECK(lines == 7);
+  CHECK(text.find("overlaps pci-ecam") != std::string::npos);
+}
+
+// What guest-images/src/hostile.c does through config space, replayed on the rig: random values
+// at every offset, in every width, with a BAR landing on ECAM, the IOAPIC or the LAPIC now and
+// then. No memslot may ever cover a range the bus has given to someone else, those ranges keep
+// their owners, and the header written back maps the BAR where it was.
+TEST_CASE("vfio pci: random writes at every config offset never put a memslot over a bus claim") {
+  Rig rig;
+  PlacedDevice placed(rig);
+  Ecam ecam, ioapic, lapic;
+  struct Claimed {
+    uint64_t at, size;
+    const char* name;
+  };
+  const Claimed claimed[] = {{0xe0000000, 0x10000000, "pci-ecam"},
+                             {0xfec00000, 0x1000, "ioapic (in-kernel)"},
+                             {0xfee00000, 0x100000, "lapic/msi (in-kernel)"}};
+  REQUIRE(placed.bus.register_mmio(Gpa(claimed[0].at), claimed[0].size, &ecam, claimed[0].name));
+  REQUIRE(placed.bus.register_mmio(Gpa(claimed[1].at), claimed[1].size, &ioapic, claimed[1].name));
+  REQUIRE(placed.bus.register_mmio(Gpa(claimed[2].at), claimed[2].size, &lapic, claimed[2].name));
+  auto& d = *placed.dev;
+  uint64_t x = 0x9e3779b97f4a7c15ull;
+  auto rnd = [&x] { return x ^= x << 13, x ^= x >> 7, x ^= x << 17, x; };
+  const uint32_t targets[] = {0xe0000000, 0xe0100000, 0xfec00000, 0xfee00000};
+  int over = 0;
+  for (int round = 0; round < 8; ++round) {
+    for (uint16_t off = 0; off < 256; ++off) {
+      uint8_t size = uint8_t(1u << (rnd() % 3));
+      uint16_t at = uint16_t(off & ~(size - 1));
+      uint32_t v = uint32_t(rnd());
+      if (at == 0x10 && rnd() % 2) v = targets[rnd() % 4];  // aimed, not left to chance
+      if (at == 0x04) v |= pci::kCommandMemory;
+      d.config_write(at, size, v);
+      for (const auto& [slot, mr] : rig.slots) {
+        for (const auto& c : claimed) {
+          if (mr.guest_phys_addr < c.at + c.size && c.at < mr.guest_phys_addr + mr.memory_size) ++over;
+        }
+      }
+    }
+  }
+  CHECK(over == 0);
+  for (const auto& c : claimed) CHECK(placed.bus.owner(IoBus::Space::kMmio, c.at) == c.name);
+  d.config_write(0x04, 2, 0);
+  d.config_write(0x10, 4, 0xc0000000);
+  d.config_write(0x04, 2, pci::kCommandMemory);
+  REQUIRE(rig.slots.size() == 1);
+  CHECK(rig.slots.begin()->second.guest_phys_addr == 0xc0000000);
 }

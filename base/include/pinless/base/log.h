@@ -27,6 +27,13 @@ class RateLimit {
     return n < burst_ || (n - burst_) % every_ == 0;
   }
   uint64_t count() const { return count_.load(std::memory_order_relaxed); }
+  // How many of `events` calls to allow() let the event through: what a log line guarded by
+  // this limiter can amount to at most (tests bound a guest's flood of warnings with it).
+  static constexpr uint64_t allowed_of(uint64_t events, uint64_t burst, uint64_t every) {
+    if (events <= burst) return events;
+    return burst + 1 + (events - burst - 1) / every;
+  }
+  uint64_t allowed_of(uint64_t events) const { return allowed_of(events, burst_, every_); }
 
  private:
   std::atomic<uint64_t> count_{0};

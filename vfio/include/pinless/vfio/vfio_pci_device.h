@@ -103,15 +103,6 @@ class VfioPciDevice final : public pci::PciDevice {
     UniqueFd event;
     uint32_t gsi = 0;
   };
-  // `live`: whether the piece is in KVM / on the bus now. The guest picks BAR addresses, so a
-  // placement can be refused (over RAM, COM1, the ECAM window...); only what was accepted is
-  // undone, else the unplace would remove another device's range.
-  struct Piece {
-    Range<uint64_t> in_bar;   // offset/size inside the BAR
-    MappedMemory map;
-    uint32_t slot = 0;
-    bool live = false;        // memslot set
-  };
   // An I/O range that forwards to the device (MSI-X table/PBA or pread/pwrite).
   class Trap final : public pci::IoDevice {
    public:
@@ -123,6 +114,20 @@ class VfioPciDevice final : public pci::PciDevice {
     VfioPciDevice& dev_;
     uint8_t bar_;
     uint64_t base_;
+  };
+  // `live`: whether the piece is in KVM / on the bus now. The guest picks BAR addresses, so a
+  // placement can be refused (over RAM, COM1, the ECAM window...); only what was accepted is
+  // undone, else the unplace would remove another device's range.
+  // A mapped piece is also claimed on the I/O registry (`claim`, which forwards to the device
+  // like a trap if an access ever reaches it): KVM only refuses a memslot over another memslot,
+  // so without the claim a BAR over the ECAM window, the in-kernel IOAPIC/LAPIC or another
+  // device's trapped range would shadow it for the whole guest.
+  struct Piece {
+    Range<uint64_t> in_bar;   // offset/size inside the BAR
+    MappedMemory map;
+    uint32_t slot = 0;
+    std::unique_ptr<Trap> claim;
+    bool live = false;        // claimed (with a bus) and memslot set
   };
   struct TrapPiece {
     Range<uint64_t> in_bar;

@@ -52,6 +52,8 @@ constexpr Range<Gpa> kEcam{Gpa(0xe0000000), 0x10000000};  // buses 0..255
 constexpr Range<uint64_t> kPciIoPorts{0x1000, 0xf000};   // I/O BARs: the DSDT's WordIO 0x1000..0xffff
 constexpr Gpa kIoapic{0xfec00000};
 constexpr Gpa kLapic{0xfee00000};
+constexpr uint64_t kIoapicSize = 0x1000;
+constexpr uint64_t kLapicMsiSize = 0x100000;  // the LAPIC page and the MSI window up to 0xfeefffff
 constexpr Gpa kIdentityMap{0xfffbc000};  // KVM_SET_IDENTITY_MAP_ADDR (1 page)
 constexpr Gpa kTss{0xfffbd000};          // KVM_SET_TSS_ADDR (3 pages)
 
