@@ -136,25 +136,18 @@ TEST_CASE("vfio pci: an I/O BAR moved onto another device's ports and away again
 TEST_CASE("vfio pci: a memslot KVM refused is not removed when the BAR moves on") {
   Rig rig;
   // KVM refuses the BAR at 0xd0000000 (as it would over another memslot); removals are counted.
-  std::vector<uint32_t> removed;
-  rig.sys.on_ioctl(KVM_SET_USER_MEMORY_REGION, [&](int, unsigned long, void* a) {
-    auto* mr = static_cast<kvm_userspace_memory_region*>(a);
-    if (mr->memory_size == 0) return removed.push_back(mr->slot), rig.slots.erase(mr->slot), 0;
-    if (mr->guest_phys_addr == 0xd0000000) return -EEXIST;
-    rig.slots[mr->slot] = *mr;
-    return 0;
-  });
+  rig.refuse_slot_at = 0xd0000000;
   PlacedDevice placed(rig);
   auto& d = *placed.dev;
   d.config_write(0x04, 2, pci::kCommandMemory);
   d.config_write(0x10, 4, 0xd0000000);
   CHECK(rig.slots.empty());
   d.config_write(0x10, 4, 0xc0000000);
-  CHECK(removed.empty());  // nothing of ours was there to remove
+  CHECK(rig.removed_slots.empty());  // nothing of ours was there to remove
   REQUIRE(rig.slots.size() == 1);
   CHECK(rig.slots.begin()->second.guest_phys_addr == 0xc0000000);
   d.config_write(0x04, 2, 0);
-  CHECK(removed.size() == 1);
+  CHECK(rig.removed_slots.size() == 1);
   CHECK(rig.slots.empty());
 }
 
@@ -250,13 +243,7 @@ TEST_CASE("vfio pci: a memory BAR over a range claimed on the bus (ECAM) is refu
 
 TEST_CASE("vfio pci: a BAR KVM refuses gives its bus claim back, so another device can take the range") {
   Rig rig;
-  rig.sys.on_ioctl(KVM_SET_USER_MEMORY_REGION, [&](int, unsigned long, void* a) {
-    auto* mr = static_cast<kvm_userspace_memory_region*>(a);
-    if (mr->memory_size == 0) return rig.slots.erase(mr->slot), 0;
-    if (mr->guest_phys_addr == 0xd0000000) return -EEXIST;  // as over guest RAM
-    rig.slots[mr->slot] = *mr;
-    return 0;
-  });
+  rig.refuse_slot_at = 0xd0000000;  // as over guest RAM
   PlacedDevice placed(rig);
   auto& d = *placed.dev;
   d.config_write(0x04, 2, pci::kCommandMemory);

@@ -32,6 +32,8 @@ struct Rig {
   FakeIommufd iommufd{sys};
   FakeVfioPci pci{sys};
   std::map<uint32_t, kvm_userspace_memory_region> slots;  // live memslots
+  std::vector<uint32_t> removed_slots;                     // every slot deleted, in order
+  uint64_t refuse_slot_at = ~0ull;  // a memslot at this GPA gets EEXIST (as over guest RAM)
   std::vector<kvm_irqfd> irqfds;
   int routing_pushes = 0;
   std::vector<kvm_irq_routing_entry> last_routes;
@@ -41,7 +43,10 @@ struct Rig {
     sys.on_ioctl(KVM_SET_USER_MEMORY_REGION, [this](int, unsigned long, void* a) {
       auto* mr = static_cast<kvm_userspace_memory_region*>(a);
       if (mr->memory_size == 0) {
+        removed_slots.push_back(mr->slot);
         slots.erase(mr->slot);
+      } else if (mr->guest_phys_addr == refuse_slot_at) {
+        return -EEXIST;
       } else {
         slots[mr->slot] = *mr;
       }
