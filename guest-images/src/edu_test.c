@@ -28,24 +28,6 @@
  */
 #include "edu_test.h"
 
-char reason[256];
-
-int fail(const char *fmt, ...)
-{
-	va_list ap;
-	va_start(ap, fmt);
-	vsnprintf(reason, sizeof reason, fmt, ap);
-	va_end(ap);
-	return -1;
-}
-
-uint64_t now_us(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000000u + (uint64_t)ts.tv_nsec / 1000u;
-}
-
 static long read_hex_file(const char *path)
 {
 	char buf[32] = {0};

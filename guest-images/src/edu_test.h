@@ -1,6 +1,6 @@
 /*
  * edu-test, shared between its files: the edu register map, the DMA-page and MSI-counting
- * helpers (edu_dma_msi.c) and the failure reason both files write (see edu_test.c).
+ * helpers and the failure reason (both in edu_dma_msi.c, linked into edu-test and hostile).
  */
 #ifndef PINLESS_EDU_TEST_H
 #define PINLESS_EDU_TEST_H
